@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine (apt packages, the
+# package with its test extras, third-party interop clients), makes sure the database
+# services the storage tests use are running, then runs lint, types and every test.
+# Usage: bash scripts/test.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+log "apt packages"
+APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+# Debian starts a gearmand service on install; tests start their own on free ports.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop gearman-job-server 2>/dev/null || true; fi
+
+log "services (PostgreSQL, MariaDB, Redis)"
+bash scripts/services.sh
+
+log "python packages"
+python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+
+if [ -x scripts/install_interop.sh ] || [ -f scripts/install_interop.sh ]; then
+  log "interop clients"
+  bash scripts/install_interop.sh
+fi
+
+# Lint, types and tests all run even when an earlier one fails, so one CI run reports
+# everything; the exit status is non-zero if any of them failed.
+status=0
+log "ruff"
+python3 -m ruff check src tests benchmarks scripts || status=1
+log "mypy --strict"
+python3 -m mypy || status=1
+log "pytest"
+python3 -m pytest -p no:cacheprovider "$@" || status=1
+exit $status

@@ -1,0 +1,164 @@
+"""The text admin protocol (``status``, ``workers``, ``show jobs`` ...), answered from
+broker state with gearmand's exact line formats so ``gearadmin`` and monitoring scripts
+parse our output unchanged.
+
+Formats (gearmand ``libgearman-server/text.cc``): multi-line replies use bare ``\\n`` and
+end with a line holding only ``.``; ``OK``/``ERR`` replies end with ``\\r\\n`` except the
+``OK <value>`` ones, which end with ``\\n``; error messages use ``+`` for spaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from gearshift.broker._model import PENDING, Peer
+from gearshift.broker._numbers import atoi as _atoi
+
+if TYPE_CHECKING:
+    from gearshift.broker._broker import Broker
+
+OK: Final = b"OK\r\n"
+END: Final = b".\n"
+
+
+def _unknown(word: bytes) -> bytes:
+    # gearmand glues the word to the message with no separator; blank lines get it too.
+    return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
+
+
+def _err_args(command: bytes) -> bytes:
+    return (b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+"
+            + command + b"\r\n")
+
+
+class AdminCommands:
+    """Dispatches one admin text line to the command that answers it."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.table: dict[bytes, Callable[[list[bytes]], bytes]] = {
+            b"workers": self.workers,
+            b"status": self.status,
+            b"prioritystatus": self.priority_status,
+            b"show": self.show,
+            b"cancel": self.cancel,
+            b"create": self.create,
+            b"drop": self.drop,
+            b"maxqueue": self.maxqueue,
+            b"getpid": self.getpid,
+            b"verbose": self.verbose,
+            b"version": self.version,
+            b"shutdown": self.shutdown,
+        }
+
+    def handle_line(self, peer: Peer, line: bytes) -> None:
+        words = line.split()
+        command = self.table.get(words[0].lower()) if words else None
+        reply = _unknown(words[0] if words else b"") if command is None else command(words)
+        self.broker._send(peer, reply)
+
+    # -------------------------------------------------------------- listings
+
+    def workers(self, words: list[bytes]) -> bytes:
+        lines = []
+        for peer in self.broker.peers.values():
+            # Most recently registered first, as gearmand lists them.
+            funcs = b"".join(b" " + f.name for f in reversed(peer.functions))
+            lines.append(b"%d %s %s :%s\n" % (peer.fd, peer.host.encode(), peer.client_id, funcs))
+        return b"".join(lines) + END
+
+    def status(self, words: list[bytes]) -> bytes:
+        lines = [
+            b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
+            for f in self.broker.functions.values()
+        ]
+        return b"".join(lines) + END
+
+    def priority_status(self, words: list[bytes]) -> bytes:
+        lines = [
+            b"%s\t%d\t%d\t%d\t%d\n" % (f.name, f.queued[0], f.queued[1] + f.scheduled,
+                                       f.queued[2], len(f.workers))
+            for f in self.broker.functions.values()
+        ]
+        return b"".join(lines) + END
+
+    def show(self, words: list[bytes]) -> bytes:
+        rest = [w.lower() for w in words[1:]]
+        if not rest:
+            return _unknown(words[0])
+        jobs = self.broker.jobs.values()
+        if rest == [b"jobs"]:
+            # Columns: handle, retries, ignore flag (always 0: abandoned and cancelled jobs
+            # leave at once here), queued flag (1 once the job reached a queue, running
+            # included, as gearmand shows it).
+            lines = [
+                b"%s\t%d\t0\t%d\n" % (j.handle, j.retries, 0 if j.state == PENDING else 1)
+                for j in jobs
+            ]
+            return b"".join(lines) + END
+        if rest == [b"unique", b"jobs"]:
+            return b"".join(j.unique + b"\n" for j in jobs) + END
+        return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
+
+    # -------------------------------------------------------------- changes
+
+    def cancel(self, words: list[bytes]) -> bytes:
+        if len(words) < 3:
+            return _unknown(words[0])
+        if len(words) != 3 or words[1].lower() != b"job":
+            return b"ERR UNKNOWN_ERROR\r\n"
+        return OK if self.broker.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"
+
+    def create(self, words: list[bytes]) -> bytes:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _err_args(words[0])
+        self.broker.function(words[2])
+        return OK
+
+    def drop(self, words: list[bytes]) -> bytes:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _err_args(words[0])
+        wanted = words[2].lower()
+        functions = self.broker.functions
+        for name, func in functions.items():
+            if name.lower() == wanted:
+                if func.workers or func.total:
+                    return b"ERR there are still connected workers or executing clients\r\n"
+                del functions[name]
+                for ready in self.broker.ready:
+                    ready.pop(func, None)
+                return OK
+        return b"ERR function not found\r\n"
+
+    def maxqueue(self, words: list[bytes]) -> bytes:
+        if len(words) < 2:
+            return _err_args(words[0])
+        values = [_atoi(w) for w in words[2:5]]  # gearmand: atoi, so junk reads as 0
+        limits = values if len(values) == 3 else [values[0] if values else 0] * 3
+        func = self.broker.functions.get(words[1])
+        if func is not None:
+            func.max_queue = [max(v, 0) for v in limits]
+        return OK
+
+    # -------------------------------------------------------------- server facts
+
+    def getpid(self, words: list[bytes]) -> bytes:
+        return b"OK %d\n" % self.broker.config.pid
+
+    def verbose(self, words: list[bytes]) -> bytes:
+        return b"OK " + self.broker.config.verbose.encode() + b"\n"
+
+    def version(self, words: list[bytes]) -> bytes:
+        return b"OK " + self.broker.config.version.encode() + b"\n"
+
+    def shutdown(self, words: list[bytes]) -> bytes:
+        if not self.broker.config.allow_shutdown:
+            return _unknown(words[0])
+        if len(words) == 1:
+            self.broker.shutdown_request = "now"
+        elif len(words) == 2 and words[1].lower() == b"graceful":
+            self.broker.shutdown_request = "graceful"
+        else:
+            return _err_args(words[0])
+        return OK

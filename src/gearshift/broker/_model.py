@@ -1,0 +1,194 @@
+"""The broker's records: connections (peers), functions and jobs.
+
+Plain ``__slots__`` classes rather than dataclasses: a job is created and a peer touched
+on every submission, and attribute access on slotted classes is the cheapest Python has.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+# Priorities index the per-function queue lists; lower is more urgent.
+HIGH: Final = 0
+NORMAL: Final = 1
+LOW: Final = 2
+PRIORITY_NAMES: Final = ("high", "normal", "low")
+
+# Job states.
+PENDING: Final = 0  # background job whose store write is in flight (not runnable yet)
+SCHEDULED: Final = 1  # SUBMIT_JOB_EPOCH in the future: waiting in the timer heap
+QUEUED: Final = 2  # in its function's priority queue
+RUNNING: Final = 3  # assigned to a worker
+DONE: Final = 4  # finished, failed, cancelled or abandoned: no longer in any index
+
+
+class Ack:
+    """A reply (JOB_CREATED or ERROR) owed to ``peer`` once a job's store write ends.
+
+    It holds the peer's place in its reply stream: whatever the peer is sent meanwhile
+    waits behind it (:attr:`Peer.gates`), so a client that pipelines requests still gets
+    the replies in request order, as libgearman assumes when it matches JOB_CREATED
+    packets to its tasks.
+    """
+
+    __slots__ = ("foreground", "peer", "reply")
+
+    def __init__(self, peer: Peer, foreground: bool = False) -> None:
+        self.peer = peer
+        self.reply: bytes | None = None
+        # A foreground submission only waits to keep its replies in order; its fate does
+        # not hang on the store write (see Broker.persist_failed).
+        self.foreground = foreground
+
+
+class Peer:
+    """One connection, acting as client, worker, admin -- or all three, as in gearmand.
+
+    Attributes:
+        out: bytes queued for this peer; the I/O shell writes and clears it.
+        functions: registered functions -> round-robin sequence number (the function
+            served longest ago has the smallest number, so it is preferred next).
+        timeouts: CAN_DO_TIMEOUT per function, in seconds.
+        sleeping / noop_sent: PRE_SLEEP state; a peer gets at most one NOOP per sleep.
+        sleep_epoch: bumped on every PRE_SLEEP so stale wake-list entries are detectable.
+        held: jobs assigned to this peer as a worker.
+        attached: foreground jobs this peer, as a client, waits on.
+        gates: while a JOB_CREATED owed to this peer waits for the store, the replies
+            behind it, in order (:class:`Ack` slots and byte strings); None otherwise.
+        gate_mark: bytes of ``out`` written before the first open gate (the rest of
+            ``out`` belongs behind the gates and is moved there before a flush).
+    """
+
+    __slots__ = (
+        "attached",
+        "client_id",
+        "closed",
+        "exceptions",
+        "fd",
+        "functions",
+        "gate_mark",
+        "gates",
+        "held",
+        "host",
+        "id",
+        "noop_sent",
+        "out",
+        "port",
+        "sleep_epoch",
+        "sleeping",
+        "timeouts",
+    )
+
+    def __init__(self, peer_id: int, host: str = "", port: int = 0, fd: int = -1,
+                 exceptions: bool = False) -> None:
+        self.id = peer_id
+        self.out = bytearray()
+        self.host = host
+        self.port = port
+        self.fd = fd
+        self.client_id = b"-"
+        self.exceptions = exceptions
+        self.functions: dict[Function, int] = {}
+        self.timeouts: dict[Function, float] = {}
+        self.sleeping = False
+        self.noop_sent = False
+        self.sleep_epoch = 0
+        self.held: set[Job] = set()
+        self.attached: set[Job] = set()
+        self.closed = False
+        self.gates: deque[Ack | bytes] | None = None
+        self.gate_mark = 0
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} {self.host}:{self.port} functions={len(self.functions)}>"
+
+
+class Function:
+    """A function name with its three FIFO queues and the workers able to run it.
+
+    ``queues`` may hold entries that are no longer queued (cancelled, abandoned by their
+    clients); they are skipped when reached. ``queued`` counts only live entries, so the
+    admin counts and the "is anything runnable" checks never see the dead ones.
+    """
+
+    __slots__ = (
+        "max_queue",
+        "name",
+        "queued",
+        "queues",
+        "running",
+        "scheduled",
+        "sleepers",
+        "workers",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.queued = [0, 0, 0]
+        self.running = 0
+        self.scheduled = 0  # future SUBMIT_JOB_EPOCH jobs waiting in the timer heap
+        self.workers: dict[Peer, None] = {}
+        self.sleepers: deque[tuple[Peer, int]] = deque()
+        self.max_queue = [0, 0, 0]  # per priority; 0 = unlimited
+
+    @property
+    def total(self) -> int:
+        """Queued (including scheduled) plus running, as gearmand's ``status`` counts."""
+        q = self.queued
+        return q[0] + q[1] + q[2] + self.scheduled + self.running
+
+    def __repr__(self) -> str:
+        return f"<Function {self.name!r} queued={self.queued} running={self.running}>"
+
+
+class Job:
+    """One job from submission until it completes, fails or is dropped."""
+
+    __slots__ = (
+        "attempt",
+        "background",
+        "clients",
+        "data",
+        "denominator",
+        "function",
+        "handle",
+        "key",
+        "numerator",
+        "priority",
+        "reducer",
+        "retries",
+        "state",
+        "stored",
+        "unique",
+        "waiting",
+        "when",
+        "worker",
+    )
+
+    def __init__(self, handle: bytes, function: Function, unique: bytes, data: bytes,
+                 priority: int, background: bool, reducer: bytes = b"", when: int = 0) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.data = data
+        self.priority = priority
+        self.background = background
+        self.reducer = reducer
+        self.when = when
+        # Both lists are created on first use: most jobs are background jobs with no
+        # client to tell, and two empty lists per job were 112 MB per million queued jobs.
+        self.clients: list[Peer] | None = None  # foreground submitters attached to it
+        self.waiting: list[Ack] | None = None  # submitters not yet sent JOB_CREATED
+        self.worker: Peer | None = None
+        self.state = QUEUED
+        self.numerator = 0
+        self.denominator = 0
+        self.retries = 0
+        self.stored = False
+        self.key: tuple[bytes, int, bytes] | None = None  # coalescing key, when coalescable
+        self.attempt = 0  # bumped on each assignment; invalidates stale timeout timers
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.function.name!r} state={self.state}>"

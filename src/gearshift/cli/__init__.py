@@ -1,0 +1,36 @@
+"""The ``gearshift`` command: one subcommand per module, registered in ``SUBCOMMANDS``.
+
+Each listed module defines ``register(subparsers)``, which adds its parser and sets
+``func`` (taking the parsed namespace, returning an exit status). Modules are imported
+only when the command line is parsed, so a subcommand's optional dependencies never slow
+down or break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+
+from gearshift._version import __version__
+
+#: Subcommand modules under gearshift.cli, in the order shown by --help.
+SUBCOMMANDS = ["_serve", "_import", "_submit", "_work", "_admin"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gearshift", description="Gearman-compatible job server and tools."
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"gearshift {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"gearshift.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status

@@ -1,0 +1,129 @@
+"""``gearshift admin``: ``gearadmin``'s options, printed as aligned tables or ``--json``.
+
+Differences from gearadmin: an ``ERR`` reply exits 1 (gearadmin exits 0), listings get
+column headers, and ``-h`` may be ``host:port``. Several options may be combined; they run
+in the order of the option table below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gearshift.cli._submit import add_server_options, servers_from_args
+from gearshift.client import AdminClient, AdminError, GearmanError
+
+Action = Callable[[AdminClient, str], Any]
+
+#: option dest -> (action, table headers or None for a one-line value)
+ACTIONS: dict[str, tuple[Action, list[str] | None]] = {
+    "server_version": (lambda a, _: a.version(), None),
+    "server_verbose": (lambda a, _: a.verbose(), None),
+    "getpid": (lambda a, _: a.getpid(), None),
+    "create_function": (lambda a, v: a.create_function(v), None),
+    "drop_function": (lambda a, v: a.drop_function(v), None),
+    "cancel_job": (lambda a, v: a.cancel_job(v), None),
+    "status": (lambda a, _: a.status(), ["FUNCTION", "TOTAL", "RUNNING", "WORKERS"]),
+    "priority_status": (lambda a, _: a.priority_status(),
+                        ["FUNCTION", "HIGH", "NORMAL", "LOW", "WORKERS"]),
+    "workers": (lambda a, _: a.workers(), ["FD", "IP", "CLIENT_ID", "FUNCTIONS"]),
+    "show_jobs": (lambda a, _: a.show_jobs(), ["HANDLE", "RETRIES", "IGNORED", "QUEUED"]),
+    "show_unique_jobs": (lambda a, _: a.show_unique_jobs(), ["UNIQUE"]),
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("admin", add_help=False, help="admin commands (`gearadmin`)",
+                       description="Query and manage a server with gearadmin's options.")
+    add_server_options(p)
+    p.add_argument("--server-version", action="store_true", help="server version")
+    p.add_argument("--server-verbose", action="store_true", help="server log level")
+    p.add_argument("--getpid", action="store_true", help="server process id")
+    p.add_argument("--create-function", metavar="F", help="create function F")
+    p.add_argument("--drop-function", metavar="F", help="drop function F")
+    p.add_argument("--cancel-job", metavar="H", help="cancel job handle H")
+    p.add_argument("--status", action="store_true", help="jobs and workers per function")
+    p.add_argument("--priority-status", action="store_true", help="queued jobs per priority")
+    p.add_argument("--workers", action="store_true", help="connections and their functions")
+    p.add_argument("--show-jobs", action="store_true", help="every job")
+    p.add_argument("--show-unique-jobs", action="store_true", help="unique keys of jobs")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.set_defaults(func=run)
+
+
+def _cells(row: Any) -> list[str]:
+    if isinstance(row, str):
+        return [row]
+    out = []
+    for value in dataclasses.astuple(row):
+        if isinstance(value, tuple):
+            out.append(" ".join(value))
+        elif isinstance(value, bool):
+            out.append("yes" if value else "no")
+        else:
+            out.append(str(value))
+    return out
+
+
+def table(headers: Sequence[str], rows: Sequence[Any]) -> str:
+    """Rows as left-aligned columns (numbers right-aligned) under a header line."""
+    body = [_cells(r) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
+    numeric = [bool(body) and all(r[i].isdigit() for r in body) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if num else c.ljust(w)
+                         for c, w, num in zip(cells, widths, numeric, strict=True)).rstrip()
+    return "\n".join([line(headers), *(line(r) for r in body)]) + "\n"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, list):
+        return [dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type)
+                else v for v in value]
+    return "OK" if value is None else value
+
+
+def run(args: argparse.Namespace) -> int:
+    chosen = [(dest, value) for dest in ACTIONS
+              if (value := getattr(args, dest)) not in (None, False)]
+    if not chosen:
+        sys.stderr.write("gearshift admin: give at least one command option (see --help)\n")
+        return 1
+    try:
+        address = servers_from_args(args)[0]
+    except ValueError as exc:
+        sys.stderr.write(f"gearshift admin: {exc}\n")
+        return 2
+    results: dict[str, Any] = {}
+    status = 0
+    try:
+        with AdminClient(address) as admin:
+            for dest, value in chosen:
+                action, headers = ACTIONS[dest]
+                try:
+                    result = action(admin, value if isinstance(value, str) else "")
+                except AdminError as exc:
+                    status = 1
+                    results[dest] = {"error": exc.code, "text": exc.text}
+                    if not args.json:
+                        sys.stderr.write(f"Error: {exc}\n")
+                    continue
+                results[dest] = _jsonable(result)
+                if args.json:
+                    continue
+                if headers is None:
+                    sys.stdout.write(f"{'OK' if result is None else result}\n")
+                else:
+                    sys.stdout.write(table(headers, result))
+    except GearmanError as exc:
+        sys.stderr.write(f"gearshift admin: {exc}\n")
+        return 1
+    if args.json:
+        json.dump(results, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    return status

@@ -1,0 +1,161 @@
+"""``gearshift serve``: run the job server, accepting gearmand's option spellings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from urllib.parse import quote
+
+from gearshift.server._config import (
+    DEFAULT_PORT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    ServerConfig,
+    default_data_dir,
+    default_handle_prefix,
+)
+from gearshift.server._run import VERBOSE_LEVELS
+
+QUEUE_TYPES = ("builtin", "libsqlite3", "sqlite", "postgres", "mysql", "redis", "libmemcached",
+               "memcached")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve", help="run the job server",
+        description="Run a Gearman-compatible job server. Options follow gearmand's spellings.",
+    )
+    p.add_argument("-L", "--listen", action="append", default=[], metavar="ADDRESS",
+                   help="address to listen on (repeatable; default: all IPv4 and IPv6)")
+    p.add_argument("-p", "--port", type=int, default=None,
+                   help=f"TCP port (default {DEFAULT_PORT}, or $GEARMAND_PORT)")
+    p.add_argument("-b", "--backlog", type=int, default=1024, help="listen backlog")
+    p.add_argument("-j", "--job-retries", type=int, default=0, metavar="N",
+                   help="fail a job after it was handed out N times without finishing "
+                        "(0 = unlimited, as in gearmand 1.x/2.0)")
+    p.add_argument("-w", "--worker-wakeup", type=int, default=1, metavar="N",
+                   help="sleeping workers woken (NOOP) per queued job; 0 = all, as gearmand's "
+                        "default (default here: 1, no thundering herd)")
+    p.add_argument("--job-handle-prefix", default=None,
+                   help="job handle prefix (default H:<hostname>)")
+    p.add_argument("--exceptions", action="store_true",
+                   help="every connection starts with the 'exceptions' option on")
+    p.add_argument("--keepalive", action="store_true", help="enable SO_KEEPALIVE")
+    p.add_argument("--keepalive-idle", type=int, default=-1, metavar="SECONDS")
+    p.add_argument("--keepalive-interval", type=int, default=-1, metavar="SECONDS")
+    p.add_argument("--keepalive-count", type=int, default=-1, metavar="N")
+    p.add_argument("-l", "--log-file", default="stderr",
+                   help="log file path, 'stderr' (default) or 'none'; SIGHUP reopens it")
+    p.add_argument("--verbose", default="ERROR", type=str.upper,
+                   choices=list(VERBOSE_LEVELS), help="log level (gearmand names)")
+    p.add_argument("-P", "--pid-file", default=None, help="write the server pid here")
+    p.add_argument("-t", "--threads", type=int, default=0,
+                   help="accepted for gearmand compatibility and ignored: gearshift runs one "
+                        "event loop (run several servers for more cores)")
+    p.add_argument("-R", "--round-robin", action="store_true",
+                   help="accepted and ignored: round robin is always on (gearmand 2.0)")
+    p.add_argument("--max-packet-size", type=int, default=None, metavar="BYTES",
+                   help="largest packet body accepted (default 64 MiB)")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="where background jobs are kept: 'memory', 'sqlite' (default: "
+                        "<data-dir>/queue.db), sqlite:///path, postgresql://..., mysql://..., "
+                        "redis://..., memcached://host:port")
+    p.add_argument("--data-dir", default=None,
+                   help=f"directory for the embedded store (default {default_data_dir()})")
+    p.add_argument("-q", "--queue-type", choices=QUEUE_TYPES, type=str.lower, default=None,
+                   help="gearmand-style store selection (alias of --store)")
+    p.add_argument("--libsqlite3-db", default=None)
+    p.add_argument("--libpq-conninfo", default=None)
+    p.add_argument("--mysql-host", default="localhost")
+    p.add_argument("--mysql-port", type=int, default=3306)
+    p.add_argument("--mysql-user", default="root")
+    p.add_argument("--mysql-password", default="")
+    p.add_argument("--mysql-db", default="gearman")
+    p.add_argument("--redis-server", default="127.0.0.1")
+    p.add_argument("--redis-port", type=int, default=6379)
+    p.add_argument("--redis-password", default="")
+    p.add_argument("--libmemcached-servers", default="127.0.0.1:11211")
+    p.add_argument("--allow-shutdown", action="store_true",
+                   help="honour the admin 'shutdown [graceful]' command (off: anyone who can "
+                        "connect could stop the server, which is why gearmand removed it)")
+    p.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT,
+                   help="seconds running jobs get to finish on SIGTERM/SIGINT")
+    p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                   help="event loop (auto: uvloop when installed)")
+    p.set_defaults(func=run_serve)
+
+
+def conninfo_to_url(conninfo: str) -> str:
+    """libpq ``key=value`` conninfo (gearmand's --libpq-conninfo) -> postgresql:// URL."""
+    if conninfo.startswith(("postgres://", "postgresql://")):
+        return conninfo
+    pairs = dict(item.split("=", 1) for item in conninfo.split() if "=" in item)
+    user = pairs.get("user", "")
+    password = pairs.get("password", "")
+    auth = quote(user) + (":" + quote(password) if password else "")
+    host = pairs.get("host", "localhost")
+    port = pairs.get("port", "5432")
+    db = pairs.get("dbname", "")
+    return f"postgresql://{auth + '@' if auth else ''}{host}:{port}/{db}"
+
+
+def store_url(args: argparse.Namespace) -> str:
+    """The store URL from --store or from gearmand's -q option family."""
+    if args.store is not None:
+        return str(args.store)
+    queue = args.queue_type
+    if queue is None:
+        return "sqlite"
+    if queue == "builtin":
+        return "memory"
+    if queue in ("libsqlite3", "sqlite"):
+        if args.libsqlite3_db:
+            return f"sqlite:///{os.path.abspath(args.libsqlite3_db)}"
+        return "sqlite"
+    if queue == "postgres":
+        return conninfo_to_url(args.libpq_conninfo or "")
+    if queue == "mysql":
+        auth = quote(args.mysql_user) + (":" + quote(args.mysql_password)
+                                         if args.mysql_password else "")
+        return f"mysql://{auth}@{args.mysql_host}:{args.mysql_port}/{args.mysql_db}"
+    if queue == "redis":
+        auth = f":{quote(args.redis_password)}@" if args.redis_password else ""
+        return f"redis://{auth}{args.redis_server}:{args.redis_port}"
+    return f"memcached://{args.libmemcached_servers.split(',')[0]}"
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    port = args.port
+    if port is None:
+        port = int(os.environ.get("GEARMAND_PORT") or DEFAULT_PORT)
+    kwargs = {}
+    if args.max_packet_size is not None:
+        kwargs["max_packet_size"] = args.max_packet_size
+    return ServerConfig(
+        listen=tuple(args.listen),
+        port=port,
+        backlog=args.backlog,
+        job_retries=args.job_retries,
+        worker_wakeup=args.worker_wakeup,
+        job_handle_prefix=args.job_handle_prefix or default_handle_prefix(),
+        exceptions=args.exceptions,
+        keepalive=args.keepalive,
+        keepalive_idle=args.keepalive_idle,
+        keepalive_interval=args.keepalive_interval,
+        keepalive_count=args.keepalive_count,
+        log_file=args.log_file,
+        verbose=args.verbose,
+        pid_file=args.pid_file,
+        threads=args.threads,
+        store=store_url(args),
+        data_dir=args.data_dir or default_data_dir(),
+        allow_shutdown=args.allow_shutdown,
+        shutdown_timeout=args.shutdown_timeout,
+        loop=args.loop,
+        **kwargs,
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from gearshift.server import run
+
+    return run(config_from_args(args))

@@ -1,0 +1,1 @@
+"""Client, worker and admin implementations (``client/_sync`` is generated from these)."""

@@ -1,0 +1,174 @@
+"""AsyncAdminClient: gearmand's text admin commands, answered as dataclasses.
+
+One connection to one server. Commands are sent with ``\\r\\n`` (gearmand's
+``create function`` assumes CRLF and cuts a character off a bare ``\\n`` line) and replies
+are read line by line with the shared codec, which returns admin text lines as
+``(TEXT, [line])`` packets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from types import TracebackType
+from typing import Self
+
+from gearshift.client._backends.asyncio_ import AsyncStream, open_stream
+from gearshift.client._errors import (
+    AdminError,
+    ConnectionFailed,
+    ConnectionLost,
+    GearmanTimeout,
+)
+from gearshift.client._servers import Address, parse_servers
+from gearshift.protocol import RES, PacketReader, ProtocolError
+from gearshift.protocol._admin import (
+    END,
+    FunctionStatus,
+    JobInfo,
+    PriorityStatus,
+    WorkerInfo,
+    parse_err,
+    parse_jobs,
+    parse_ok,
+    parse_priority_status,
+    parse_status,
+    parse_unique_jobs,
+    parse_workers,
+)
+
+
+class AsyncAdminClient:
+    """Admin commands for one server (``host:port``; None reads ``GEARMAN_SERVER(S)``
+    and uses the first entry).
+
+    Every method raises :class:`AdminError` on an ``ERR`` reply, GearmanTimeout after
+    ``timeout`` seconds, and ConnectionFailed/ConnectionLost on socket trouble.
+    """
+
+    def __init__(self, server: str | Address | None = None, *, timeout: float = 10.0) -> None:
+        self.address = parse_servers(None if server is None else [server])[0]
+        self.timeout = timeout
+        self._stream: AsyncStream | None = None
+        self._parser = PacketReader(expect=RES, allow_text=True)
+        self._lines: deque[bytes] = deque()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.address}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            self._parser = PacketReader(expect=RES, allow_text=True)
+            self._lines.clear()
+            await stream.close()
+
+    # ------------------------------------------------------------------ commands
+
+    async def status(self) -> list[FunctionStatus]:
+        return parse_status(await self.listing("status"))
+
+    async def priority_status(self) -> list[PriorityStatus]:
+        return parse_priority_status(await self.listing("prioritystatus"))
+
+    async def workers(self) -> list[WorkerInfo]:
+        return parse_workers(await self.listing("workers"))
+
+    async def show_jobs(self) -> list[JobInfo]:
+        return parse_jobs(await self.listing("show jobs"))
+
+    async def show_unique_jobs(self) -> list[str]:
+        return parse_unique_jobs(await self.listing("show unique jobs"))
+
+    async def cancel_job(self, handle: str) -> None:
+        await self.command(f"cancel job {handle}")
+
+    async def create_function(self, name: str) -> None:
+        await self.command(f"create function {name}")
+
+    async def drop_function(self, name: str) -> None:
+        await self.command(f"drop function {name}")
+
+    async def maxqueue(self, function: str, high: int | None = None, normal: int | None = None,
+                       low: int | None = None) -> None:
+        """Limit queued jobs of ``function``: one value for every priority (``high`` only)
+        or all three; no value clears the limit."""
+        values = [v for v in (high, normal, low) if v is not None]
+        if len(values) not in (0, 1, 3):
+            raise ValueError("maxqueue takes no limit, one limit, or high, normal and low")
+        await self.command(" ".join(["maxqueue", function, *map(str, values)]))
+
+    async def version(self) -> str:
+        return await self.command("version")
+
+    async def getpid(self) -> int:
+        return int(await self.command("getpid"))
+
+    async def verbose(self) -> str:
+        return await self.command("verbose")
+
+    # ------------------------------------------------------------------- plumbing
+
+    async def command(self, line: str) -> str:
+        """Send one command answered by a single OK/ERR line; returns the OK value."""
+        deadline = time.monotonic() + self.timeout
+        await self._send(line)
+        reply = await self._line(deadline)
+        err = parse_err(reply)
+        if err is not None:
+            raise AdminError(err.code, err.text)
+        return parse_ok(reply)
+
+    async def listing(self, line: str) -> list[bytes]:
+        """Send one command answered by lines ending with ``.``; returns those lines."""
+        deadline = time.monotonic() + self.timeout
+        await self._send(line)
+        lines: list[bytes] = []
+        while True:
+            reply = await self._line(deadline)
+            if not lines:
+                err = parse_err(reply)
+                if err is not None:
+                    raise AdminError(err.code, err.text)
+            if reply == END:
+                return lines
+            lines.append(reply)
+
+    async def _send(self, line: str) -> None:
+        if "\n" in line or "\r" in line:
+            raise ValueError("admin commands are single lines")
+        if self._stream is None:
+            try:
+                self._stream = await open_stream(self.address.host, self.address.port,
+                                                 time.monotonic() + self.timeout)
+            except OSError as exc:
+                raise ConnectionFailed(f"cannot connect to {self.address}: {exc}") from exc
+        try:
+            await self._stream.write(line.encode() + b"\r\n")
+        except OSError as exc:
+            raise ConnectionLost(f"{self.address}: {exc}") from exc
+
+    async def _line(self, deadline: float) -> bytes:
+        while not self._lines:
+            assert self._stream is not None
+            try:
+                data = await self._stream.read(deadline)
+            except GearmanTimeout:
+                await self.aclose()  # a late reply would answer the next command
+                raise
+            except OSError as exc:
+                raise ConnectionLost(f"{self.address}: {exc}") from exc
+            if not data:
+                raise ConnectionLost(f"{self.address} closed the admin connection")
+            try:
+                self._lines.extend(fields[0] for _, fields in self._parser.feed(data))
+            except ProtocolError as exc:
+                raise ConnectionLost(f"{self.address} sent a binary packet: {exc}") from exc
+        return self._lines.popleft()

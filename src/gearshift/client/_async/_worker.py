@@ -1,0 +1,271 @@
+"""AsyncWorker: register functions, take jobs from every server, run them, report back.
+
+Protocol discipline (gearmand.md 2.6): a connection holds at most one job. When the server
+says NO_JOB the connection sends PRE_SLEEP and blocks until the server's NOOP -- there is
+no polling. ``concurrency=N`` opens N connections per server, each with its own loop.
+If a connection drops, its loop reconnects with exponential backoff and registers every
+function again, so a restarted server gets its workers back without help.
+
+Stopping: :meth:`stop` (or SIGTERM with ``handle_signals=True``) lets running jobs finish
+and report, takes no new job, and wakes sleeping connections by closing them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gearshift.client._backends.asyncio_ import AsyncEvent, add_stop_signals, call_handler, run_all
+from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
+from gearshift.client._payload import Codec, get_codec, to_bytes
+from gearshift.client._servers import Address, Backoff, parse_address, parse_servers
+from gearshift.protocol import Packet, encode_request
+from gearshift.protocol import PacketType as P
+
+from ._connection import AsyncConnection
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Any]
+_ASSIGN = (P.JOB_ASSIGN, P.JOB_ASSIGN_UNIQ, P.JOB_ASSIGN_ALL)
+
+
+class AsyncJob:
+    """The job a function is running: its data, plus ways to report while it runs."""
+
+    def __init__(self, conn: AsyncConnection, packet: Packet) -> None:
+        ptype, fields = packet
+        self._conn = conn
+        self.handle = fields[0]
+        self.function = fields[1]
+        self.unique = fields[2] if ptype != P.JOB_ASSIGN else b""
+        self.reducer = fields[3] if ptype == P.JOB_ASSIGN_ALL else b""
+        self.data = fields[-1]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.function!r} {self.handle!r}>"
+
+    async def send_data(self, data: Any) -> None:
+        """WORK_DATA: a chunk of partial result, streamed to waiting clients."""
+        await self._conn.send(encode_request(P.WORK_DATA, self.handle, to_bytes(data)))
+
+    async def send_warning(self, data: Any) -> None:
+        await self._conn.send(encode_request(P.WORK_WARNING, self.handle, to_bytes(data)))
+
+    async def send_status(self, numerator: int, denominator: int) -> None:
+        """WORK_STATUS: progress as numerator/denominator."""
+        await self._conn.send(encode_request(P.WORK_STATUS, self.handle, b"%d" % numerator,
+                                             b"%d" % denominator))
+
+
+class _Registration:
+    def __init__(self, name: bytes, handler: Handler, timeout: float | None) -> None:
+        self.name = name
+        self.handler = handler
+        self.timeout = timeout
+
+    def packet(self) -> bytes:
+        if self.timeout:
+            # CAN_DO_TIMEOUT is in milliseconds; gearmand raises anything below 1000 to 1000.
+            return encode_request(P.CAN_DO_TIMEOUT, self.name, b"%d" % int(self.timeout * 1000))
+        return encode_request(P.CAN_DO, self.name)
+
+
+class AsyncWorker:
+    """Runs registered functions for jobs from one or more servers.
+
+    Args:
+        servers: as for the client (None reads ``GEARMAN_SERVERS``).
+        client_id: sent with SET_CLIENT_ID (shown by the admin ``workers`` command).
+        concurrency: connections per server, i.e. jobs run at the same time per server.
+        exceptions: report a raised exception as WORK_EXCEPTION with its text. The
+            default (False) sends a bare WORK_FAIL, as libgearman workers do: servers turn
+            WORK_EXCEPTION into ``WORK_FAIL HANDLE\\0`` for clients that did not ask for
+            exceptions, and some clients (Perl Gearman::Client) reject that trailing NUL.
+        connect_timeout: per connection attempt.
+    """
+
+    def __init__(self, servers: str | Sequence[str | Address] | None = None, *,
+                 client_id: str | None = None, concurrency: int = 1, exceptions: bool = False,
+                 connect_timeout: float = 5.0) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.servers = parse_servers(servers)
+        self.client_id = client_id
+        self.concurrency = concurrency
+        self.exceptions = exceptions
+        self.connect_timeout = connect_timeout
+        self.jobs_done = 0
+        self._functions: dict[bytes, _Registration] = {}
+        self._stopping = AsyncEvent()
+        self._sleeping: set[AsyncConnection] = set()
+        self._claimed = 0
+        self._max_jobs: int | None = None
+        self._registered: dict[Address, int] = {}
+        self._finished = False
+
+    def __repr__(self) -> str:
+        names = ", ".join(n.decode(errors="replace") for n in self._functions)
+        return f"<{type(self).__name__} [{names}] x{self.concurrency}>"
+
+    # ------------------------------------------------------------ registration
+
+    def register(self, name: str | bytes, handler: Handler, *,
+                 timeout: float | None = None) -> None:
+        """Run ``handler(job)`` for jobs of ``name``; it returns bytes, str or None.
+
+        ``timeout`` (seconds) registers with CAN_DO_TIMEOUT: the server takes the job back
+        and requeues it if the handler runs longer.
+        """
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
+        key = to_bytes(name)
+        self._functions[key] = _Registration(key, handler, timeout)
+
+    def function(self, name: str | None = None, *,
+                 timeout: float | None = None) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`register`; the name defaults to the function's name."""
+        def decorate(handler: Handler) -> Handler:
+            self.register(name or handler.__name__, handler, timeout=timeout)
+            return handler
+        return decorate
+
+    def task(self, name: str | None = None, *, codec: str | Codec = "json",
+             timeout: float | None = None) -> Callable[[Handler], Handler]:
+        """Decorator for Python-to-Python tasks: the function receives the decoded payload
+        and returns a value the codec encodes (pair with ``client.call``)."""
+        chosen = get_codec(codec)
+
+        def decorate(handler: Handler) -> Handler:
+            async def run(job: AsyncJob) -> bytes:
+                result = await call_handler(handler, chosen.decode(job.data))
+                return chosen.encode(result)
+            self.register(name or handler.__name__, run, timeout=timeout)
+            return handler
+        return decorate
+
+    # ----------------------------------------------------------------- running
+
+    async def run(self, *, max_jobs: int | None = None, stop_when_idle: bool = False,
+                  handle_signals: bool = False) -> None:
+        """Work until :meth:`stop`, until ``max_jobs`` jobs ran, or -- with
+        ``stop_when_idle`` -- until every connection has been told NO_JOB."""
+        if not self._functions:
+            raise ValueError("register at least one function before running the worker")
+        if self._finished:  # a new run after a completed one starts un-stopped
+            self._stopping, self._finished, self._claimed = AsyncEvent(), False, 0
+        self._max_jobs = max_jobs
+        restore = add_stop_signals(self.stop) if handle_signals else None
+        try:
+            await run_all([functools.partial(self._serve, address, stop_when_idle)
+                           for address in self.servers for _ in range(self.concurrency)])
+        finally:
+            self._finished = True
+            if restore is not None:
+                restore()
+
+    def stop(self) -> None:
+        """Finish running jobs, take no new ones, wake sleeping connections so they exit."""
+        self._stopping.set()
+        for conn in list(self._sleeping):
+            conn.abort()
+
+    def registrations(self, address: Address | str) -> int:
+        """How many times this worker has registered with a server (reconnects count)."""
+        key = address if isinstance(address, Address) else parse_address(address)
+        return self._registered.get(key, 0)
+
+    async def _serve(self, address: Address, stop_when_idle: bool) -> None:
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            try:
+                conn = await AsyncConnection.open(address, self.connect_timeout)
+            except (ConnectionFailed, GearmanTimeout) as exc:
+                log.debug("worker cannot reach %s: %s", address, exc)
+                await self._stopping.wait(backoff.failed(time.monotonic()))
+                continue
+            backoff.succeeded()
+            try:
+                await self._register(conn)
+                if await self._work(conn, stop_when_idle):
+                    return
+            except ConnectionLost as exc:
+                if not self._stopping.is_set():
+                    log.warning("worker lost %s (%s); reconnecting", address, exc)
+                    await self._stopping.wait(backoff.failed(time.monotonic()))
+            finally:
+                self._sleeping.discard(conn)
+                await conn.close()
+
+    async def _register(self, conn: AsyncConnection) -> None:
+        packets = [encode_request(P.SET_CLIENT_ID, self.client_id.encode())] \
+            if self.client_id else []
+        packets += [reg.packet() for reg in self._functions.values()]
+        await conn.send(b"".join(packets))
+        self._registered[conn.address] = self._registered.get(conn.address, 0) + 1
+
+    async def _work(self, conn: AsyncConnection, stop_when_idle: bool) -> bool:
+        """Grab and run jobs on one connection; True when this slot is finished for good."""
+        while not self._stopping.is_set():
+            if not self._claim():
+                return True
+            await conn.send(encode_request(P.GRAB_JOB_ALL))
+            packet = await self._reply(conn)
+            if packet[0] in _ASSIGN:
+                await self._execute(conn, AsyncJob(conn, packet))
+                continue
+            self._claimed -= 1  # NO_JOB: nothing to run
+            if stop_when_idle:
+                return True
+            await self._sleep(conn)
+        return True
+
+    async def _reply(self, conn: AsyncConnection) -> Packet:
+        """The answer to GRAB_JOB_ALL, skipping stray NOOPs and ERRORs (e.g. JOB_NOT_FOUND
+        for a WORK_* sent after the server requeued a timed-out job)."""
+        while True:
+            packet = await conn.read_packet(None)
+            if packet[0] in _ASSIGN or packet[0] == P.NO_JOB:
+                return packet
+            if packet[0] == P.ERROR:
+                log.warning("server %s: ERROR %r", conn.address, packet[1])
+
+    async def _sleep(self, conn: AsyncConnection) -> None:
+        await conn.send(encode_request(P.PRE_SLEEP))
+        self._sleeping.add(conn)
+        try:
+            if self._stopping.is_set():
+                raise ConnectionLost("stopping")
+            while (await conn.read_packet(None))[0] != P.NOOP:
+                pass
+        finally:
+            self._sleeping.discard(conn)
+
+    def _claim(self) -> bool:
+        if self._max_jobs is not None and self._claimed >= self._max_jobs:
+            self.stop()
+            return False
+        self._claimed += 1
+        return True
+
+    async def _execute(self, conn: AsyncConnection, job: AsyncJob) -> None:
+        registration = self._functions.get(job.function)
+        try:
+            if registration is None:
+                raise LookupError(f"no handler for {job.function!r}")
+            result = to_bytes(await call_handler(registration.handler, job))
+        except Exception as exc:  # a job's failure must never stop the worker
+            log.info("job %r raised: %s", job.handle, "".join(
+                traceback.format_exception_only(exc)).strip())
+            if self.exceptions:
+                text = f"{type(exc).__name__}: {exc}".encode()
+                await conn.send(encode_request(P.WORK_EXCEPTION, job.handle, text))
+            else:
+                await conn.send(encode_request(P.WORK_FAIL, job.handle))
+        else:
+            await conn.send(encode_request(P.WORK_COMPLETE, job.handle, result))
+        self.jobs_done += 1

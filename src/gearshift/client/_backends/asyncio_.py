@@ -1,0 +1,165 @@
+"""asyncio implementations of the stream, lock, event and task-running primitives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from gearshift.client._errors import GearmanTimeout
+
+READ_SIZE = 256 * 1024
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (monotonic); raises GearmanTimeout when none are."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise GearmanTimeout("timed out")
+    return left
+
+
+class AsyncStream:
+    """One TCP connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, deadline: float | None) -> bytes:
+        """Some bytes, or b"" at end of stream."""
+        try:
+            return await asyncio.wait_for(self._reader.read(READ_SIZE), remaining(deadline))
+        except TimeoutError as exc:
+            raise GearmanTimeout("timed out waiting for the server") from exc
+
+    async def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    def abort(self) -> None:
+        """Close at once, waking any reader (used to stop a sleeping worker)."""
+        self._writer.transport.abort()
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+
+
+async def open_stream(host: str, port: int, deadline: float | None) -> AsyncStream:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                remaining(deadline))
+    except TimeoutError as exc:
+        raise GearmanTimeout(f"timed out connecting to {host}:{port}") from exc
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return AsyncStream(reader, writer)
+
+
+async def read_any(streams: Sequence[AsyncStream],
+                   deadline: float | None) -> list[tuple[int, bytes | OSError]]:
+    """Wait until at least one stream has bytes (or closed); return (index, data|error)."""
+    if len(streams) == 1:
+        try:
+            return [(0, await streams[0].read(deadline))]
+        except GearmanTimeout:
+            raise
+        except OSError as exc:
+            return [(0, exc)]
+    tasks = [asyncio.ensure_future(s.read(None)) for s in streams]
+    try:
+        await asyncio.wait(tasks, timeout=remaining(deadline),
+                                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    out: list[tuple[int, bytes | OSError]] = []
+    for i, task in enumerate(tasks):
+        if task.cancelled():
+            continue
+        error = task.exception()
+        if isinstance(error, OSError):
+            out.append((i, error))
+        elif error is not None:
+            raise error
+        else:
+            out.append((i, task.result()))
+    if not out:
+        raise GearmanTimeout("timed out waiting for the servers")
+    return out
+
+
+class AsyncLock:
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, deadline: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._lock.acquire(), remaining(deadline))
+        except TimeoutError as exc:
+            raise GearmanTimeout("timed out waiting for the connection") from exc
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+class AsyncEvent:
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, timeout: float | None) -> bool:  # noqa: ASYNC109
+        """True when set, False when ``timeout`` seconds passed first."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run the jobs concurrently (one task each) until all return."""
+    async with asyncio.TaskGroup() as group:
+        for job in jobs:
+            group.create_task(job())  # type: ignore[arg-type]
+
+
+async def call_handler(handler: Callable[..., object], *args: object) -> object:
+    """Call a job function; coroutine functions are awaited on this loop."""
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def add_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` on SIGTERM/SIGINT; returns a function that restores the old state."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, callback)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    def restore() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return restore

@@ -1,0 +1,172 @@
+"""Blocking implementations (sockets, threads) of the primitives in ``asyncio_``."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from gearshift.client._errors import GearmanTimeout
+
+READ_SIZE = 256 * 1024
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (monotonic); raises GearmanTimeout when none are."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise GearmanTimeout("timed out")
+    return left
+
+
+class Stream:
+    """One TCP connection (a blocking socket)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    @property
+    def socket(self) -> socket.socket:
+        return self._sock
+
+    def read(self, deadline: float | None) -> bytes:
+        """Some bytes, or b"" at end of stream."""
+        self._sock.settimeout(remaining(deadline))
+        try:
+            return self._sock.recv(READ_SIZE)
+        except TimeoutError as exc:
+            raise GearmanTimeout("timed out waiting for the server") from exc
+
+    def write(self, data: bytes) -> None:
+        self._sock.settimeout(None)
+        self._sock.sendall(data)
+
+    def abort(self) -> None:
+        """Shut the socket down, waking a reader blocked in another thread."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def open_stream(host: str, port: int, deadline: float | None) -> Stream:
+    try:
+        sock = socket.create_connection((host, port), timeout=remaining(deadline))
+    except TimeoutError as exc:
+        raise GearmanTimeout(f"timed out connecting to {host}:{port}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return Stream(sock)
+
+
+def read_any(streams: Sequence[Stream],
+             deadline: float | None) -> list[tuple[int, bytes | OSError]]:
+    """Wait until at least one stream has bytes (or closed); return (index, data|error)."""
+    if len(streams) == 1:
+        try:
+            return [(0, streams[0].read(deadline))]
+        except GearmanTimeout:
+            raise
+        except OSError as exc:
+            return [(0, exc)]
+    with selectors.DefaultSelector() as selector:
+        for i, stream in enumerate(streams):
+            selector.register(stream.socket, selectors.EVENT_READ, i)
+        ready = selector.select(remaining(deadline))
+    if not ready:
+        raise GearmanTimeout("timed out waiting for the servers")
+    out: list[tuple[int, bytes | OSError]] = []
+    for key, _ in ready:
+        index: int = key.data
+        try:
+            out.append((index, streams[index].read(None)))
+        except OSError as exc:
+            out.append((index, exc))
+    return out
+
+
+class Lock:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, deadline: float | None) -> None:
+        timeout = remaining(deadline)
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise GearmanTimeout("timed out waiting for the connection")
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+class Event:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """True when set, False when ``timeout`` seconds passed first."""
+        return self._event.wait(timeout)
+
+
+def run_all(jobs: Sequence[Callable[[], None]]) -> None:
+    """Run the jobs concurrently (one thread each) until all return; re-raise the first error."""
+    if len(jobs) == 1:
+        jobs[0]()
+        return
+    errors: list[BaseException] = []
+
+    def guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # reported to the caller below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(job,), daemon=True) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.5)  # a timed join keeps the main thread responsive to signals
+    if errors:
+        raise errors[0]
+
+
+def call_handler(handler: Callable[..., object], *args: object) -> object:
+    """Call a job function in this thread; coroutine functions need the asyncio worker."""
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise TypeError("coroutine functions need AsyncWorker; Worker runs plain functions")
+    return result
+
+
+def add_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` on SIGTERM/SIGINT (main thread only); returns a restore function."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        callback()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+    return restore

@@ -1,0 +1,196 @@
+"""Bytes <-> Gearman packets, with no I/O.
+
+A packet is represented as a plain ``(type, fields)`` tuple rather than one dataclass per
+packet: the server parses several hundred thousand packets a second and a tuple of the
+already-split fields is the cheapest shape that still names everything (see
+``reference/style.md``: the dispatch path must stay lean). The table in :mod:`._spec`
+says how many fields each type has.
+
+The same stream may interleave binary packets and admin text lines: when the first byte
+of a new packet is not NUL, everything up to the next ``\\n`` is one text line, returned
+as ``(PacketType.TEXT, [line])`` with the trailing ``\\r`` removed.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from gearshift.protocol._spec import (
+    ARITY,
+    DEFAULT_MAX_PACKET_SIZE,
+    HEADER_SIZE,
+    MAX_PACKET_TYPE,
+    MAX_TEXT_LINE,
+    REQ,
+    RES,
+    ErrorCode,
+    PacketType,
+)
+
+Packet = tuple[int, list[bytes]]
+
+_HEADER: Final = struct.Struct(">4sII")
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
+_TEXT: Final = int(PacketType.TEXT)
+#: Pseudo packet type: a well-framed packet carried the response magic on a server link.
+WRONG_MAGIC: Final = -1
+#: Field count per packet number, -1 for numbers that are not packets.
+_ARITIES: Final = tuple(ARITY.get(i, -1) for i in range(MAX_PACKET_TYPE + 1))
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that cannot be framed; the connection must be closed.
+
+    Attributes:
+        code: the ERROR packet code to send before closing (e.g. ``INVALID_MAGIC``).
+        packets: the well-formed packets that preceded the bad bytes in the same feed;
+            the caller should still act on them.
+    """
+
+    def __init__(self, code: bytes, message: str, packets: list[Packet] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.packets: list[Packet] = packets if packets is not None else []
+
+
+def encode(ptype: int, *fields: bytes, magic: bytes = RES) -> bytes:
+    """Frame one packet: header (magic, type, body length) plus NUL-joined fields."""
+    body = b"\0".join(fields)
+    return _pack_header(magic, ptype, len(body)) + body
+
+
+def encode_request(ptype: int, *fields: bytes) -> bytes:
+    """Frame one packet as a client or worker sends it (``\\0REQ`` magic)."""
+    body = b"\0".join(fields)
+    return _pack_header(REQ, ptype, len(body)) + body
+
+
+def header(ptype: int, body_len: int, magic: bytes = RES) -> bytes:
+    """Just the 12-byte header, for callers that write the body separately."""
+    return _pack_header(magic, ptype, body_len)
+
+
+class PacketReader:
+    """Incremental parser: feed it received bytes, get back complete packets.
+
+    Args:
+        expect: the magic this side accepts (``REQ`` for a server, ``RES`` for a client).
+        max_packet_size: largest body accepted; a larger declared size is a protocol
+            error *before* any of the body is buffered, so memory stays bounded.
+        allow_text: whether admin text lines are accepted (servers: yes; clients: no,
+            except the admin client, which parses text with :mod:`._admin`).
+    """
+
+    __slots__ = ("_allow_text", "_expect", "_max", "_need", "_other", "_pending")
+
+    def __init__(
+        self,
+        expect: bytes = REQ,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        allow_text: bool = True,
+    ) -> None:
+        # Bytes of an incomplete packet, and how many bytes it must reach before it is
+        # worth parsing again: a large body arriving in many reads is appended, not
+        # re-parsed per read, so receiving N bytes costs O(N).
+        self._pending = bytearray()
+        self._need = 0
+        self._expect = expect
+        self._other = RES if expect == REQ else REQ
+        self._max = max_packet_size
+        self._allow_text = allow_text
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet forming a complete packet."""
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> list[Packet]:  # noqa: C901 - one hot loop, kept inline for speed
+        """Append ``data`` and return every packet now complete, in order.
+
+        Raises:
+            ProtocolError: the stream cannot be framed any more (bad magic, unknown
+                packet type, oversized body or text line). Packets parsed before the
+                fault are in ``exc.packets``.
+        """
+        pending = self._pending
+        if pending:
+            pending += data
+            if len(pending) < self._need:
+                return []
+            data = bytes(pending)
+            pending.clear()
+        pos = 0
+        end = len(data)
+        out: list[Packet] = []
+        append = out.append
+        arities = _ARITIES
+        try:
+            while pos < end:
+                if data[pos]:
+                    if not self._allow_text:
+                        raise ProtocolError(ErrorCode.INVALID_MAGIC, "expected a binary packet")
+                    nl = data.find(b"\n", pos)
+                    if nl < 0:
+                        if end - pos > MAX_TEXT_LINE:
+                            raise ProtocolError(ErrorCode.ARGUMENT_TOO_LARGE, "text line too long")
+                        self._need = end - pos + 1
+                        break
+                    line = data[pos:nl]
+                    if line.endswith(b"\r"):
+                        line = line[:-1]
+                    append((_TEXT, [line]))
+                    pos = nl + 1
+                    continue
+                if end - pos < HEADER_SIZE:
+                    self._need = HEADER_SIZE
+                    break
+                magic, ptype, size = _unpack_header(data, pos)
+                if magic != self._expect:
+                    if magic != self._other:
+                        raise ProtocolError(ErrorCode.INVALID_MAGIC, "bad packet magic")
+                    if self._expect != REQ:
+                        raise ProtocolError(ErrorCode.INVALID_MAGIC, "Response magic expected")
+                    # A response packet sent to the server is well framed: gearmand answers
+                    # ERROR INVALID_MAGIC and keeps the connection, so the packet is
+                    # skipped and reported as WRONG_MAGIC for the dispatcher to answer.
+                    if size > self._max:
+                        raise ProtocolError(ErrorCode.ARGUMENT_TOO_LARGE,
+                                            f"packet body of {size} bytes exceeds the limit")
+                    stop = pos + HEADER_SIZE + size
+                    if stop > end:
+                        self._need = stop - pos
+                        break
+                    append((WRONG_MAGIC, []))
+                    pos = stop
+                    continue
+                arity = arities[ptype] if ptype <= MAX_PACKET_TYPE else -1
+                if arity < 0:
+                    raise ProtocolError(
+                        ErrorCode.INVALID_COMMAND, f"unknown packet type {ptype}"
+                    )
+                if size > self._max:
+                    raise ProtocolError(
+                        ErrorCode.ARGUMENT_TOO_LARGE,
+                        f"packet body of {size} bytes exceeds the limit of {self._max}",
+                    )
+                stop = pos + HEADER_SIZE + size
+                if stop > end:
+                    self._need = stop - pos
+                    break
+                if arity == 0:
+                    append((ptype, []))
+                elif arity == 1:
+                    append((ptype, [data[pos + HEADER_SIZE : stop]]))
+                else:
+                    append((ptype, data[pos + HEADER_SIZE : stop].split(b"\0", arity - 1)))
+                pos = stop
+        except ProtocolError as exc:
+            exc.packets = out
+            self._need = 0  # discard: the stream is unusable from here on
+            raise
+        if pos < end:
+            pending += data[pos:] if pos else data
+        return out

@@ -1,0 +1,69 @@
+"""Server settings: one frozen record built from the command line (see cli/_serve.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Final
+
+from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
+
+DEFAULT_PORT: Final = 4730
+
+#: Seconds SIGTERM waits for running jobs before closing every connection anyway.
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
+
+
+def default_data_dir() -> str:
+    """Where the embedded SQLite queue lives unless --data-dir says otherwise.
+
+    ``$GEARSHIFT_DATA_DIR``, else ``$XDG_DATA_HOME/gearshift``, else
+    ``~/.local/share/gearshift``: a per-user location that survives reboots (unlike /tmp)
+    and needs no root (unlike /var/lib).
+    """
+    env = os.environ.get("GEARSHIFT_DATA_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                          "share")
+    return os.path.join(base, "gearshift")
+
+
+def default_handle_prefix() -> str:
+    """gearmand's default: ``H:<host name>``."""
+    return "H:" + socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``gearshift serve`` can be told.
+
+    Attributes:
+        listen: addresses to bind; empty = every IPv4 and IPv6 address.
+        store: "memory" or a store URL (``sqlite``, ``sqlite:///path``, ``postgresql://``...).
+        max_packet_size: largest packet body accepted before the peer is disconnected.
+        shutdown_timeout: on SIGTERM/SIGINT, how long running jobs get to finish.
+    """
+
+    listen: tuple[str, ...] = ()
+    port: int = DEFAULT_PORT
+    backlog: int = 1024
+    job_retries: int = 0
+    worker_wakeup: int = 1
+    job_handle_prefix: str = field(default_factory=default_handle_prefix)
+    exceptions: bool = False
+    keepalive: bool = False
+    keepalive_idle: int = -1
+    keepalive_interval: int = -1
+    keepalive_count: int = -1
+    log_file: str = "stderr"
+    verbose: str = "ERROR"
+    pid_file: str | None = None
+    threads: int = 0
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    store: str = "sqlite"
+    data_dir: str = field(default_factory=default_data_dir)
+    allow_shutdown: bool = False
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    loop: str = "auto"

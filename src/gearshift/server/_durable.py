@@ -1,0 +1,93 @@
+"""Durable background jobs: the bridge between the broker's store hooks and a Store.
+
+The broker calls :meth:`DurableStore.add` for every new background job and holds its
+JOB_CREATED back; the group committer writes adds, removes and retry counts that arrive
+close together in one transaction, and only when that transaction has committed does
+the broker acknowledge the job (:meth:`Broker.persisted`). A failed write answers the
+submitter ``ERROR QUEUE_ERROR`` and the job is forgotten, so nothing is half-stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gearshift.broker import Broker, Job
+
+if TYPE_CHECKING:
+    from gearshift.server._config import ServerConfig
+    from gearshift.store import GroupCommitter, Store
+
+log = logging.getLogger("gearshift.server")
+
+
+class DurableStore:
+    """Implements the broker's StoreHooks on top of a Store and a GroupCommitter."""
+
+    def __init__(self, store: Store, committer: GroupCommitter, broker: Broker,
+                 on_change: Callable[[], None]) -> None:
+        self.store = store
+        self.committer = committer
+        self.broker = broker
+        self.on_change = on_change
+
+    def add(self, job: Job) -> None:
+        from gearshift.store import StoredJob
+
+        future = self.committer.add(StoredJob(
+            handle=job.handle, function=job.function.name, unique=job.unique, data=job.data,
+            priority=job.priority, when=job.when, reducer=job.reducer, retries=job.retries,
+        ))
+        future.add_done_callback(lambda fut: self._added(job, fut))
+
+    def _added(self, job: Job, future: asyncio.Future[None]) -> None:
+        exc = future.exception() if not future.cancelled() else RuntimeError("cancelled")
+        if exc is None:
+            self.broker.persisted(job)
+        else:
+            log.error("store write failed for %r: %s", job.handle, exc)
+            self.broker.persist_failed(job, f"persistent store write failed: {exc}")
+        self.on_change()
+
+    def remove(self, job: Job) -> None:
+        self.committer.remove(job.handle)
+
+    def retries(self, job: Job) -> None:
+        self.committer.set_retries(job.handle, job.retries)
+
+    async def close(self) -> None:
+        await self.committer.close()
+        await self.store.close()
+
+
+async def open_durable(config: ServerConfig, broker: Broker,
+                       on_change: Callable[[], None]) -> DurableStore:
+    """Open the configured store, replay it into the broker, and hook it up.
+
+    Raises:
+        StartupError: the store cannot be opened (unreachable database, bad URL...).
+    """
+    from gearshift.server._server import StartupError
+    from gearshift.store import GroupCommitter, StoreError, open_store
+
+    try:
+        os.makedirs(config.data_dir, exist_ok=True)
+        store = open_store(config.store, data_dir=config.data_dir)
+        await store.open()
+        boot = await store.boot()
+        stored = await store.load()
+    except (StoreError, OSError, ValueError) as exc:
+        raise StartupError(f"cannot open store {config.store!r}: {exc}") from exc
+    # Handles embed the boot counter so a handle is never reused across restarts.
+    broker.config.handle_prefix = f"{config.job_handle_prefix}:{boot}.".encode()
+    for job in stored:
+        broker.restore(job.handle, job.function, job.unique, job.data, job.priority,
+                       job.when, job.reducer, job.retries)
+    if stored:
+        log.warning("replayed %d stored background jobs", len(stored))
+    durable = DurableStore(store, GroupCommitter(store), broker, on_change)
+    broker.store = durable
+    return durable

@@ -1,0 +1,135 @@
+"""The storage contract every durable-queue backend implements.
+
+The server never talks to a database directly: it hands :class:`Batch` objects to a
+:class:`Store` through the group committer. Keeping the contract this small (open, boot,
+load, apply, close) is what lets one conformance suite cover SQLite, PostgreSQL,
+MySQL/MariaDB, Redis and memcached alike.
+
+Error tree::
+
+    Exception
+     +-- StoreError        any failure to reach or write the store; message is for humans
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+
+class StoreError(Exception):
+    """The store cannot be reached or a write failed.
+
+    The message names the backend and the address (never a password), e.g.
+    ``"PostgreSQL at 127.0.0.1:5432 unreachable: connection refused"``, because it ends up
+    in ``ERROR QUEUE_ERROR`` packets and in startup failures read by operators.
+    """
+
+
+#: Priorities as stored (the same numbers as the broker uses).
+PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW = 0, 1, 2
+
+
+@dataclass(slots=True)
+class StoredJob:
+    """One durable background job, exactly as it will be replayed after a restart."""
+
+    handle: bytes      # job handle and identity in the store (never reused: see Store.boot)
+    function: bytes
+    unique: bytes      # may be empty; may contain any bytes except NUL
+    data: bytes        # arbitrary binary, NULs included
+    priority: int      # 0 high, 1 normal, 2 low
+    when: int          # unix epoch seconds to run at; 0 = as soon as possible
+    reducer: bytes = b""   # SUBMIT_REDUCE_JOB_BACKGROUND reducer (empty otherwise)
+    retries: int = 0       # attempts so far (survives restarts)
+
+    def __post_init__(self) -> None:
+        # Bad input gets a clear error here rather than a cryptic driver error later.
+        if not self.handle:
+            raise ValueError("StoredJob.handle must not be empty")
+        if self.priority not in (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW):
+            raise ValueError(f"StoredJob.priority must be 0, 1 or 2, not {self.priority!r}")
+        if self.when < 0 or self.retries < 0:
+            raise ValueError("StoredJob.when and StoredJob.retries must not be negative")
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one group commit writes, in ONE transaction."""
+
+    adds: list[StoredJob] = field(default_factory=list)
+    removes: list[bytes] = field(default_factory=list)        # handles
+    retries: dict[bytes, int] = field(default_factory=dict)   # handle -> new retry count
+
+    def normalized(self) -> Batch:
+        """The same effect with no job both added and removed.
+
+        A handle removed in the batch that also adds it cancels out (the job was done
+        before it was ever written), and a retry count for a job added in this batch is
+        folded into the added row. Backends write the normalized form, so none of them
+        has to reason about the ordering of an add and a remove inside one transaction.
+        """
+        removed = set(self.removes)
+        adds: list[StoredJob] = []
+        for job in self.adds:
+            if job.handle in removed:
+                continue
+            if job.handle in self.retries:
+                job = StoredJob(job.handle, job.function, job.unique, job.data, job.priority,
+                                job.when, job.reducer, self.retries[job.handle])
+            adds.append(job)
+        added = {job.handle for job in self.adds}
+        removes = [h for h in dict.fromkeys(self.removes) if h not in added]
+        retries = {h: n for h, n in self.retries.items() if h not in added and h not in removed}
+        return Batch(adds, removes, retries)
+
+    def __bool__(self) -> bool:
+        return bool(self.adds or self.removes or self.retries)
+
+
+class Store(abc.ABC):
+    """A durable queue of background jobs.
+
+    Resource handling: :meth:`open` connects (and creates the schema); :meth:`close`
+    releases every connection and thread. After a failed :meth:`apply` the store must
+    reconnect on a later call; the caller (the group committer) does the backoff.
+
+    Error handling: every method raises :class:`StoreError`, never a driver exception.
+    """
+
+    #: Human-readable backend and address, used in error messages (no password).
+    description: str = "store"
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create the schema if needed.
+
+        Raises:
+            StoreError: unreachable service or unusable file, with a clear message.
+        """
+
+    @abc.abstractmethod
+    async def boot(self) -> int:
+        """Atomically increment and return the persistent boot counter.
+
+        Job handles embed it, so a handle is never reused across restarts.
+        """
+
+    @abc.abstractmethod
+    async def load(self) -> list[StoredJob]:
+        """Every stored job, in insertion order (FIFO within a priority on replay)."""
+
+    @abc.abstractmethod
+    async def apply(self, batch: Batch) -> None:
+        """Write ``batch`` in one transaction, all or nothing.
+
+        Raises:
+            StoreError: the write failed; nothing of the batch is stored.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads; safe to call twice."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description}>"

@@ -1,0 +1,160 @@
+"""Group commit: many submissions and completions, one transaction.
+
+A durable store pays for a commit (an fsync, a network round trip) per transaction, not
+per row. The committer keeps at most one :meth:`Store.apply` in flight; everything queued
+while it runs becomes the next batch. Under load batches grow by themselves, so
+throughput follows the database's commit rate times the batch size, while a lone job is
+still written at once (no timer, no added latency).
+
+Resource handling: the committer owns one background task, started on demand and ended
+when the queue is empty; :meth:`close` flushes and waits for it.
+
+Error handling: a failed batch fails the futures of its adds with the :class:`StoreError`
+(the server answers ``ERROR QUEUE_ERROR``); its removes and retry counts are kept and
+retried with the next batch, after a backoff that doubles up to ``max_backoff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gearshift.store._base import Batch, Store, StoredJob, StoreError
+
+log = logging.getLogger("gearshift.store")
+
+#: First pause after a failed write; doubles per consecutive failure.
+MIN_BACKOFF_S = 0.05
+#: Longest pause between attempts while the store is down (bounds how long a submitter
+#: waits for its ``QUEUE_ERROR``).
+MAX_BACKOFF_S = 2.0
+
+
+class GroupCommitter:
+    """Queues store operations from the event loop and writes them in group commits.
+
+    Example::
+
+        committer = GroupCommitter(store)
+        await committer.add(job)        # resolves once the job's transaction committed
+        committer.remove(job.handle)    # fire and forget
+        await committer.close()
+    """
+
+    def __init__(self, store: Store, *, min_backoff: float = MIN_BACKOFF_S,
+                 max_backoff: float = MAX_BACKOFF_S) -> None:
+        self.store = store
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self._pending = Batch()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = 0.0
+        self._closed = False
+        #: Statistics, for benchmarks and ``repr``.
+        self.commits = 0
+        self.failures = 0
+        self.largest_batch = 0
+
+    # ------------------------------------------------------------- operations
+
+    def add(self, job: StoredJob) -> asyncio.Future[None]:
+        """Queue ``job``; the future resolves when it is committed (or fails: StoreError)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            future.set_exception(StoreError(f"{self.store.description}: committer closed"))
+            return future
+        self._pending.adds.append(job)
+        self._waiters.append(future)
+        self._kick()
+        return future
+
+    def remove(self, handle: bytes) -> None:
+        """Queue the removal of a finished, failed or cancelled job."""
+        self._pending.removes.append(handle)
+        self._kick()
+
+    def set_retries(self, handle: bytes, count: int) -> None:
+        """Queue a new attempt count for a stored job."""
+        self._pending.retries[handle] = count
+        self._kick()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has been written (or has failed)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def close(self) -> None:
+        """Flush, then refuse new adds. Does not close the store (its owner does)."""
+        self._closed = True
+        await self.flush()
+
+    # ---------------------------------------------------------------- machinery
+
+    def _kick(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._drain(), name="gearshift-group-commit")
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                if self._backoff:
+                    await asyncio.sleep(self._backoff)
+                batch, waiters = self._pending, self._waiters
+                self._pending, self._waiters = Batch(), []
+                await self._commit(batch, waiters)
+                if self._closed and self._backoff and self._pending:
+                    # Shutting down with the store down: do not retry forever.
+                    self._fail_all(StoreError(f"{self.store.description}: closed while down"))
+                    break
+        finally:
+            self._task = None
+
+    async def _commit(self, batch: Batch, waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self.store.apply(batch)
+        except StoreError as exc:
+            self._failed(batch, waiters, exc)
+        except Exception as exc:  # a driver bug must not strand the waiters
+            log.exception("unexpected error from %r", self.store)
+            self._failed(batch, waiters, StoreError(f"{self.store.description}: {exc}"))
+        except BaseException:
+            for future in waiters:
+                if not future.done():
+                    future.cancel()
+            raise
+        else:
+            self.commits += 1
+            self.largest_batch = max(self.largest_batch, len(batch.adds) + len(batch.removes))
+            self._backoff = 0.0
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+
+    def _failed(self, batch: Batch, waiters: list[asyncio.Future[None]],
+                exc: StoreError) -> None:
+        self.failures += 1
+        self._backoff = min(self.max_backoff, max(self.min_backoff, self._backoff * 2))
+        log.error("store write of %d adds, %d removes failed (retrying in %.2fs): %s",
+                  len(batch.adds), len(batch.removes), self._backoff, exc)
+        for future in waiters:
+            if not future.done():
+                future.set_exception(exc)
+        # Removes and retry counts of jobs that were never stored are harmless to
+        # repeat; dropping them would replay finished jobs after a restart.
+        failed_adds = {job.handle for job in batch.adds}
+        self._pending.removes[:0] = [h for h in batch.removes if h not in failed_adds]
+        for handle, count in batch.retries.items():
+            if handle not in failed_adds:
+                self._pending.retries.setdefault(handle, count)
+
+    def _fail_all(self, exc: StoreError) -> None:
+        for future in self._waiters:
+            if not future.done():
+                future.set_exception(exc)
+        self._pending, self._waiters = Batch(), []
+
+    def __repr__(self) -> str:
+        return (f"<GroupCommitter {self.store.description}: {len(self._pending.adds)} adds "
+                f"queued, {self.commits} commits, largest batch {self.largest_batch}>")

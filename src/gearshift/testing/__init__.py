@@ -1,0 +1,31 @@
+"""Start real Gearman servers on free loopback ports, for tests and benchmarks.
+
+Both helpers start a *separate process* (so crash and restart tests are real) and wait
+until the port answers the admin ``version`` command before returning -- readiness is
+checked, never slept for.
+
+Example::
+
+    with GearshiftServer() as server:
+        client = Client([server.address])
+        ...
+
+    with GearmandServer() as reference:   # needs apt-get install gearman-job-server
+        ...
+"""
+
+from gearshift.testing._servers import (
+    GearmandServer,
+    GearshiftServer,
+    ServerProcess,
+    free_port,
+    gearmand_path,
+)
+
+__all__ = [
+    "GearmandServer",
+    "GearshiftServer",
+    "ServerProcess",
+    "free_port",
+    "gearmand_path",
+]

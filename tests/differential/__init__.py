@@ -1,0 +1,1 @@
+"""Differential tests: the same scripted packet exchange against gearmand and gearshift."""
