@@ -20,7 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gearshift.broker import Broker, BrokerConfig, Job, Peer
+from gearshift.broker import PENDING, Broker, BrokerConfig, Job, Peer
 from gearshift.protocol import RES, PacketReader, PacketType
 
 P = PacketType
@@ -33,6 +33,8 @@ class ManualStore:
 
     def __init__(self) -> None:
         self.pending: list[Job] = []
+        #: the requests answered when each pending job's write finishes
+        self.waiters: dict[int, list[Expected]] = {}
 
     def add(self, job: Job) -> None:
         assert all(j is not job for j in self.pending), "job written twice at once"
@@ -48,11 +50,20 @@ class ManualStore:
 @dataclass
 class Expected:
     """One request's reply: ECHO_RES ``value``, or JOB_CREATED ``value`` (a handle) --
-    or ERROR QUEUE_ERROR if the submission waited for a write that then failed."""
+    or ERROR QUEUE_ERROR if the submission waited for a write that then failed.
+
+    ``fails_with_write``: the submission's fate hangs on the write in flight when it
+    arrived (a new background job, anything joining one, a background submission joining
+    a foreground job); a foreground submission joining a foreground job only waits for it
+    to keep replies in order. ``failed``: that write failed. The same job can be written
+    again after a failed write (another background submission joins it), so failure
+    belongs to the request, not to the handle.
+    """
 
     kind: int
     value: bytes
-    waited: bool = False
+    fails_with_write: bool = False
+    failed: bool = False
 
 
 class ReplyOrder(RuleBasedStateMachine):
@@ -64,29 +75,31 @@ class ReplyOrder(RuleBasedStateMachine):
         self.expected: dict[int, list[Expected]] = {p.id: [] for p in self.peers}
         self.received: dict[int, list[tuple[int, list[bytes]]]] = {p.id: [] for p in self.peers}
         self.readers = {p.id: PacketReader(expect=RES, allow_text=False) for p in self.peers}
-        self.failed: set[bytes] = set()
         self.echoes = 0
 
-    def _submitted(self, peer: Peer, unique: bytes) -> None:
+    def _submitted(self, peer: Peer, unique: bytes, background: bool) -> None:
         if unique:
             job = self.broker.by_unique[unique]
         else:
             job = self.broker.jobs[next(reversed(self.broker.jobs))]
-        waited = any(j is job for j in self.store.pending)
-        self.expected[peer.id].append(Expected(P.JOB_CREATED, job.handle, waited))
+        expected = Expected(P.JOB_CREATED, job.handle)
+        if any(j is job for j in self.store.pending):
+            expected.fails_with_write = background or job.state == PENDING
+            self.store.waiters.setdefault(id(job), []).append(expected)
+        self.expected[peer.id].append(expected)
 
     @rule(client=st.integers(0, CLIENTS - 1), unique=st.sampled_from(UNIQUES),
           priority=st.sampled_from([P.SUBMIT_JOB_BG, P.SUBMIT_JOB_HIGH_BG]))
     def submit_background(self, client: int, unique: bytes, priority: int) -> None:
         peer = self.peers[client]
         self.broker.handle(peer, priority, b"f", unique, b"data")
-        self._submitted(peer, unique)
+        self._submitted(peer, unique, background=True)
 
     @rule(client=st.integers(0, CLIENTS - 1), unique=st.sampled_from(UNIQUES))
     def submit_foreground(self, client: int, unique: bytes) -> None:
         peer = self.peers[client]
         self.broker.handle(peer, P.SUBMIT_JOB, b"f", unique, b"data")
-        self._submitted(peer, unique)
+        self._submitted(peer, unique, background=False)
 
     @rule(client=st.integers(0, CLIENTS - 1))
     def echo(self, client: int) -> None:
@@ -100,10 +113,12 @@ class ReplyOrder(RuleBasedStateMachine):
         if not self.store.pending:
             return
         job = self.store.pending.pop(data.draw(st.integers(0, len(self.store.pending) - 1)))
+        waiters = self.store.waiters.pop(id(job), [])
         if ok:
             self.broker.persisted(job)
         else:
-            self.failed.add(job.handle)
+            for expected in waiters:
+                expected.failed = expected.fails_with_write
             self.broker.persist_failed(job, "store down")
 
     @rule()
@@ -125,7 +140,7 @@ class ReplyOrder(RuleBasedStateMachine):
             for (kind, fields), exp in zip(got, want, strict=False):
                 if exp.kind == P.ECHO_RES:
                     assert (kind, fields) == (P.ECHO_RES, [exp.value]), (got, want)
-                elif exp.waited and exp.value in self.failed:
+                elif exp.failed:
                     assert kind == P.ERROR, (got, want)
                     assert fields[0] == b"QUEUE_ERROR"
                 else:
@@ -134,7 +149,9 @@ class ReplyOrder(RuleBasedStateMachine):
     def teardown(self) -> None:
         # Every write finishes: then every request has its reply.
         while self.store.pending:
-            self.broker.persisted(self.store.pending.pop(0))
+            job = self.store.pending.pop(0)
+            self.store.waiters.pop(id(job), None)
+            self.broker.persisted(job)
         self.flush()
         self.replies_are_a_prefix_of_the_requests_in_order()
         for peer in self.peers:
@@ -145,3 +162,26 @@ class ReplyOrder(RuleBasedStateMachine):
 ReplyOrder.TestCase.settings = settings(max_examples=300, stateful_step_count=40,
                                         deadline=None)
 TestReplyOrder = ReplyOrder.TestCase
+
+
+def test_released_replies_stay_ahead_of_a_new_gate() -> None:
+    """Regression (found by ReplyOrder): a failed write releases ERROR + a parked ECHO; a
+    new gated submission before the flush must not push them behind its JOB_CREATED."""
+    store = ManualStore()
+    broker = Broker(BrokerConfig(handle_prefix=b"H:t:"), store=store)
+    peer = broker.connect()
+    broker.handle(peer, P.SUBMIT_JOB_BG, b"f", b"", b"data")
+    broker.handle(peer, P.ECHO_REQ, b"e1")
+    broker.persist_failed(store.pending.pop(0), "store down")
+    broker.handle(peer, P.SUBMIT_JOB_BG, b"f", b"", b"data")
+    reader = PacketReader(expect=RES, allow_text=False)
+    got = []
+    for flushed in broker.take_dirty():
+        got += reader.feed(bytes(flushed.out))
+        flushed.out = bytearray()
+    assert got == [(P.ERROR, [b"QUEUE_ERROR", b"store down"]), (P.ECHO_RES, [b"e1"])]
+    broker.persisted(store.pending.pop(0))
+    for flushed in broker.take_dirty():
+        got += reader.feed(bytes(flushed.out))
+        flushed.out = bytearray()
+    assert got[2:] == [(P.JOB_CREATED, [b"H:t:2"])]

@@ -276,8 +276,13 @@ class Broker:
         dirty = self.dirty
         self.dirty = []
         if self._gated:
+            # A peer can be listed twice (_park empties ``out`` while the peer stays
+            # listed, so the next _send lists it again). Visit each once: a second _park
+            # after the mark was reset would move the releasable bytes behind the gate.
+            seen: set[int] = set()
             for peer in dirty:
-                if peer.gates is not None:
+                if peer.gates is not None and peer.id not in seen:
+                    seen.add(peer.id)
                     # Only what precedes the first held reply may be written now.
                     self._park(peer)
                     peer.gate_mark = 0

@@ -269,7 +269,10 @@ class AsyncClient:
                 if self.exceptions:
                     data, _ = protocol.request(P.OPTION_REQ, P.OPTION_RES, b"exceptions")
                     await conn.send(data)
-                link.conn, link.protocol = conn, protocol
+                # Protocol first: another thread that sees ``conn`` set submits through
+                # ``link.protocol`` at once, and must not reach the old one's slots.
+                link.protocol = protocol
+                link.conn = conn
                 link.backoff.succeeded()
             return link.conn
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import select
 import selectors
 import signal
 import socket
@@ -38,15 +39,19 @@ class Stream:
         return self._sock
 
     def read(self, deadline: float | None) -> bytes:
-        """Some bytes, or b"" at end of stream."""
-        self._sock.settimeout(remaining(deadline))
-        try:
-            return self._sock.recv(READ_SIZE)
-        except TimeoutError as exc:
-            raise GearmanTimeout("timed out waiting for the server") from exc
+        """Some bytes, or b"" at end of stream.
+
+        The socket stays in blocking mode and the deadline is waited for with poll():
+        a socket timeout is per-socket state, so setting one here would race with a
+        thread writing a request on the same socket (a shared Client) and leave one of
+        them in the wrong mode (seen as BlockingIOError mid-read).
+        """
+        timeout = remaining(deadline)
+        if timeout is not None and not wait_readable(self._sock, timeout):
+            raise GearmanTimeout("timed out waiting for the server")
+        return self._sock.recv(READ_SIZE)
 
     def write(self, data: bytes) -> None:
-        self._sock.settimeout(None)
         self._sock.sendall(data)
 
     def abort(self) -> None:
@@ -63,8 +68,21 @@ def open_stream(host: str, port: int, deadline: float | None) -> Stream:
         sock = socket.create_connection((host, port), timeout=remaining(deadline))
     except TimeoutError as exc:
         raise GearmanTimeout(f"timed out connecting to {host}:{port}") from exc
+    sock.settimeout(None)  # blocking from here on; reads wait with wait_readable()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return Stream(sock)
+
+
+def wait_readable(sock: socket.socket, timeout: float) -> bool:
+    """Whether ``sock`` has bytes (or EOF) within ``timeout`` seconds."""
+    if _poll is None:  # platforms without poll(): select() (fds < FD_SETSIZE only)
+        return bool(select.select([sock], [], [], timeout)[0])
+    poller = _poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout * 1000.0))
+
+
+_poll = getattr(select, "poll", None)
 
 
 def read_any(streams: Sequence[Stream],
