@@ -33,6 +33,7 @@ class Sample:
     cpu_s: float = 0.0  # server CPU (user + system) during the timed step only
     cpu_user_s: float = 0.0  # the user-space part of cpu_s
     prepare_secs: float = 0.0
+    prepare_jobs: int = 0  # jobs the untimed prepare steps completed (or queued)
     error: str | None = None
     skipped: str | None = None
 
@@ -142,7 +143,9 @@ def measure(server: str, workload: Workload, service: StoreService, repeat: int,
         with proc:
             try:
                 for step in workload.prepare:
-                    sample.prepare_secs += run_step(step, tools, proc.host, proc.port).secs
+                    prepared = run_step(step, tools, proc.host, proc.port)
+                    sample.prepare_secs += prepared.secs
+                    sample.prepare_jobs += prepared.jobs
                 user0, sys0 = cpu_seconds(proc.pid)
                 sample.result = run_step(workload.measure, tools, proc.host, proc.port)
                 sample.rss_kb = peak_rss_kb(proc.pid)
