@@ -7,7 +7,7 @@ and reads what the broker queued for each peer with :func:`take` (binary replies
 
 from __future__ import annotations
 
-import weakref
+from collections import OrderedDict
 
 from gearshift.broker import Broker, BrokerConfig, Peer
 from gearshift.protocol import RES, Packet, PacketReader, PacketType
@@ -34,13 +34,18 @@ def make_broker(clock: Clock | None = None, **config: object) -> Broker:
     for name, value in config.items():
         setattr(cfg, name, value)
     broker = Broker(cfg, clock=clock if clock is not None else Clock())
-    _INBOX[broker] = {}
+    _BROKERS[id(broker)] = (broker, {})
+    while len(_BROKERS) > _LIVE_BROKERS:
+        _BROKERS.popitem(last=False)
     return broker
 
 
-#: Bytes each broker has handed to the "socket" so far, per peer, not yet read by a test.
-_INBOX: weakref.WeakKeyDictionary[Broker, dict[int, tuple[Peer, bytearray]]] = (
-    weakref.WeakKeyDictionary())
+#: Brokers made by make_broker, newest last, with the bytes each has handed to the
+#: "socket" so far, per peer, not yet read by a test. Not a WeakKeyDictionary: the
+#: compiled (mypyc) Broker takes no weak references. Bounded instead: only the newest
+#: brokers are tracked (no test drives more at once; state machines make one per run).
+_BROKERS: OrderedDict[int, tuple[Broker, dict[int, tuple[Peer, bytearray]]]] = OrderedDict()
+_LIVE_BROKERS = 8
 
 
 def _flush_all() -> None:
@@ -49,7 +54,7 @@ def _flush_all() -> None:
     Output must be collected through ``take_dirty()`` (not read from ``peer.out``
     directly): that is where replies held behind a store write are set aside.
     """
-    for broker, inbox in list(_INBOX.items()):
+    for broker, inbox in list(_BROKERS.values()):
         for peer in broker.take_dirty():
             if peer.out:
                 entry = inbox.setdefault(id(peer), (peer, bytearray()))
@@ -59,7 +64,7 @@ def _flush_all() -> None:
 
 def _read(peer: Peer) -> bytes:
     _flush_all()
-    for inbox in _INBOX.values():
+    for _, inbox in _BROKERS.values():
         entry = inbox.get(id(peer))
         if entry is not None and entry[0] is peer:
             del inbox[id(peer)]

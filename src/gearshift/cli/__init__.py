@@ -12,6 +12,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
+from gearshift._build import build_name
 from gearshift._version import __version__
 
 #: Subcommand modules under gearshift.cli, in the order shown by --help.
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gearshift", description="Gearman-compatible job server and tools."
     )
-    parser.add_argument("-V", "--version", action="version", version=f"gearshift {__version__}")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"gearshift {__version__} ({build_name()} dispatch)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:

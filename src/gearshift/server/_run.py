@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from gearshift._build import build_name
+from gearshift._version import __version__
 from gearshift.server._config import ServerConfig
 from gearshift.server._server import (
     Server,
@@ -60,6 +62,7 @@ class ReopenableLog:
 
 async def _serve(config: ServerConfig, logs: ReopenableLog) -> int:
     server = Server(config)
+    log.info("gearshift %s, %s dispatch", __version__, build_name())
     try:
         await server.start()
     except StartupError as exc:

@@ -1,0 +1,109 @@
+"""CPU cost of the sans-I/O hot path (codec + broker) per sync job, with no sockets.
+
+The end-to-end benchmark (run.py) mixes this cost with the event loop's and the kernel's;
+this one isolates what gearshift's own Python code spends, so a change to the codec or
+the dispatcher can be measured before and after in seconds:
+
+    python benchmarks/dispatch_bench.py            # 200k jobs, best of 5
+    python benchmarks/dispatch_bench.py --jobs 50000 --repeats 3
+
+The traffic is gload's sync shape: 8 clients keep 16 submits in flight, 4 workers loop
+GRAB_JOB -> JOB_ASSIGN -> WORK_COMPLETE (+ the next GRAB_JOB in the same read), and every
+peer's output is taken after each round, as Server.flush does once per loop iteration.
+Only the server side is timed (parsing each read, dispatching it, taking the dirty
+peers); the simulated peers' own encoding and parsing is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from gearshift._build import build_name
+from gearshift.broker import Broker, BrokerConfig, Peer
+from gearshift.protocol import REQ, RES, Packet, PacketReader, PacketType, encode
+
+P = PacketType
+GRAB = encode(P.GRAB_JOB, magic=REQ)
+
+
+class Simulation:
+    """A broker with client and worker peers whose traffic is played by plain calls."""
+
+    def __init__(self, clients: int, workers: int, payload: int) -> None:
+        self.broker = Broker(BrokerConfig(handle_prefix=b"H:bench:"))
+        self.submit = encode(P.SUBMIT_JOB, b"bench", b"", b"x" * payload, magic=REQ)
+        self.clients = [self.broker.connect() for _ in range(clients)]
+        self.workers = [self.broker.connect() for _ in range(workers)]
+        peers = self.clients + self.workers
+        self.server_side = {p.id: PacketReader() for p in peers}
+        self.peer_side = {p.id: PacketReader(expect=RES, allow_text=False) for p in peers}
+        self.spent_ns = 0
+        self.clock = time.perf_counter_ns
+
+    def feed(self, peer: Peer, raw: bytes) -> None:
+        """One read arriving from ``peer``: the timed server work."""
+        t0 = self.clock()
+        self.broker.handle_packets(peer, self.server_side[peer.id].feed(raw))
+        self.spent_ns += self.clock() - t0
+
+    def take(self, peer: Peer) -> list[Packet]:
+        """What the server wrote to ``peer``, as the peer parses it (untimed)."""
+        out = bytes(peer.out)
+        peer.out = bytearray()
+        return self.peer_side[peer.id].feed(out) if out else []
+
+    def work(self, worker: Peer) -> None:
+        for ptype, fields in self.take(worker):
+            if ptype == P.JOB_ASSIGN:
+                done = encode(P.WORK_COMPLETE, fields[0], fields[2].upper(), magic=REQ)
+                self.feed(worker, done + GRAB)
+            elif ptype == P.NO_JOB:
+                self.feed(worker, encode(P.PRE_SLEEP, magic=REQ))
+            elif ptype == P.NOOP:
+                self.feed(worker, GRAB)
+
+    def flush(self) -> None:
+        t0 = self.clock()
+        self.broker.take_dirty()
+        self.spent_ns += self.clock() - t0
+
+
+def run(jobs: int, clients: int = 8, workers: int = 4, depth: int = 16,
+        payload: int = 64) -> float:
+    """Seconds the server side spends on ``jobs`` sync jobs."""
+    sim = Simulation(clients, workers, payload)
+    for w in sim.workers:
+        sim.feed(w, encode(P.CAN_DO, b"bench", magic=REQ) + GRAB)
+    outstanding = dict.fromkeys((c.id for c in sim.clients), 0)
+    submitted = done = 0
+    while done < jobs:
+        for c in sim.clients:
+            n = min(depth - outstanding[c.id], jobs - submitted)
+            if n > 0:
+                sim.feed(c, sim.submit * n)
+                outstanding[c.id] += n
+                submitted += n
+        for w in sim.workers:
+            sim.work(w)
+        for c in sim.clients:
+            finished = sum(1 for ptype, _ in sim.take(c) if ptype == P.WORK_COMPLETE)
+            outstanding[c.id] -= finished
+            done += finished
+        sim.flush()
+    return sim.spent_ns / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="codec + broker CPU per sync job")
+    parser.add_argument("--jobs", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--payload", type=int, default=64)
+    args = parser.parse_args()
+    best = min(run(args.jobs, payload=args.payload) for _ in range(args.repeats))
+    print(f"dispatch_bench build={build_name()!r} jobs={args.jobs} payload={args.payload} "
+          f"server_us_per_job={best / args.jobs * 1e6:.2f}")
+
+
+if __name__ == "__main__":
+    main()

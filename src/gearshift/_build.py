@@ -1,0 +1,41 @@
+"""Which build of the hot path is running: mypyc-compiled or pure Python.
+
+``pip install .`` compiles the codec and the broker with mypyc (setup.py); the same
+modules run as plain Python from a source checkout, with ``GEARSHIFT_PURE_PYTHON=1``, or
+where no C compiler was found. Behaviour is identical; the compiled build spends about a
+third less CPU per job. ``gearshift --version`` and the server's startup log say which.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: The modules setup.py compiles (keep the two lists together).
+HOT_PATH_MODULES = (
+    "gearshift.protocol._spec",
+    "gearshift.protocol._codec",
+    "gearshift.protocol._admin",
+    "gearshift.broker._numbers",
+    "gearshift.broker._model",
+    "gearshift.broker._broker",
+    "gearshift.broker._admin",
+)
+
+
+def compiled_modules() -> list[str]:
+    """The hot-path modules that were loaded from compiled extensions."""
+    compiled = []
+    for name in HOT_PATH_MODULES:
+        path = getattr(importlib.import_module(name), "__file__", "") or ""
+        if not path.endswith(".py"):
+            compiled.append(name)
+    return compiled
+
+
+def build_name() -> str:
+    """``"mypyc"`` when every hot-path module is compiled, ``"pure Python"`` when none is,
+    else ``"partly compiled"`` (a broken install: some extensions failed to build)."""
+    count = len(compiled_modules())
+    if count == len(HOT_PATH_MODULES):
+        return "mypyc"
+    return "pure Python" if count == 0 else "partly compiled"
