@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,6 +137,8 @@ def machine() -> dict[str, str]:
         "gearmand": _cmd([gm, "--version"]) if gm else "not installed",
         "gearshift commit": _cmd(["git", "-C", str(Path(__file__).resolve().parents[2]),
                                   "rev-parse", "--short", "HEAD"]),
+        # The servers run `python -m gearshift`: the installed build (see README).
+        "gearshift build": _cmd([sys.executable, "-m", "gearshift", "--version"]),
     }
 
 
