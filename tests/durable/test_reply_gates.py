@@ -79,7 +79,9 @@ class ReplyOrder(RuleBasedStateMachine):
 
     def _submitted(self, peer: Peer, unique: bytes, background: bool) -> None:
         if unique:
-            job = self.broker.by_unique[unique]
+            found = self.broker.job_by_unique(unique)
+            assert found is not None
+            job = found
         else:
             job = self.broker.jobs[next(reversed(self.broker.jobs))]
         expected = Expected(P.JOB_CREATED, job.handle)

@@ -141,8 +141,6 @@ class Broker:
         self.peers: dict[int, Peer] = {}
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
-        self.coalesce: dict[tuple[bytes, int, bytes], Job] = {}
-        self.by_unique: dict[bytes, Job] = {}
         # ready[p]: functions with at least one runnable job of priority p.
         self.ready: tuple[dict[Function, None], ...] = ({}, {}, {})
         self.timers: list[tuple[float, int, Job, int]] = []
@@ -338,10 +336,13 @@ class Broker:
         func = self.functions.get(name)
         if func is None:
             func = self.functions[name] = Function(name)
-        key = None
+        index: dict[bytes, Job] | None = None
         if unique:
-            key = (name, 1, data) if unique == b"-" else (name, 0, unique)
-            existing = self.coalesce.get(key)
+            if unique == b"-":
+                index, key = func.payloads, data
+            else:
+                index, key = func.uniques, unique
+            existing = index.get(key)
             if existing is not None:
                 self._coalesce_onto(peer, existing, background)
                 return
@@ -352,10 +353,8 @@ class Broker:
         handle = b"%s%d" % (self.config.handle_prefix, next(self._handle_ids))
         job = Job(handle, func, unique, data, priority, background, reducer, when)
         self.jobs[handle] = job
-        if key is not None:
-            job.key = key
-            self.coalesce[key] = job
-            self.by_unique[unique] = job
+        if index is not None:
+            index[key] = job
         if not background:
             job.clients = [peer]
             peer.attached.add(job)
@@ -436,15 +435,37 @@ class Broker:
         """Remove a job from every index; it is DONE."""
         job.state = DONE
         self.jobs.pop(job.handle, None)
-        key = job.key
-        if key is not None:
-            if self.coalesce.get(key) is job:
-                del self.coalesce[key]
-            if self.by_unique.get(job.unique) is job:
-                del self.by_unique[job.unique]
+        if job.unique:
+            self._unindex(job)
         if job.clients:
             for client in job.clients:
                 client.attached.discard(job)
+
+    @staticmethod
+    def _unindex(job: Job) -> None:
+        """Take a job with a unique out of its function's coalescing index (if it is the
+        one indexed: a replayed duplicate may not be)."""
+        func = job.function
+        if job.unique == b"-":
+            if func.payloads.get(job.data) is job:
+                del func.payloads[job.data]
+        elif func.uniques.get(job.unique) is job:
+            del func.uniques[job.unique]
+
+    def job_by_unique(self, unique: bytes) -> Job | None:
+        """The live job with this unique key in any function (GET_STATUS_UNIQUE ignores
+        the function, as gearmand's does). A scan over the functions: the status lookup
+        is rare, and a global index cost 52 bytes per queued unique job. For ``-`` (the
+        payload is the key) it is some job submitted with ``-``."""
+        if not unique:
+            return None
+        for func in self.functions.values():
+            index = func.payloads if unique == b"-" else func.uniques
+            if index:
+                found = next(iter(index.values())) if unique == b"-" else index.get(unique)
+                if found is not None:
+                    return found
+        return None
 
     # ------------------------------------------------------------------ storage callbacks
 
@@ -557,11 +578,9 @@ class Broker:
         job.retries = retries
         self.jobs[handle] = job
         if unique:
-            key = (function, 1, data) if unique == b"-" else (function, 0, unique)
-            if key not in self.coalesce:
-                job.key = key
-                self.coalesce[key] = job
-                self.by_unique[unique] = job
+            index, key = (func.payloads, data) if unique == b"-" else (func.uniques, unique)
+            if key not in index:
+                index[key] = job
         self._activate(job)
         return job
 
@@ -821,12 +840,8 @@ class Broker:
             self.store.remove(job)
         job.state = DONE
         del self.jobs[job.handle]
-        key = job.key
-        if key is not None:
-            if self.coalesce.get(key) is job:
-                del self.coalesce[key]
-            if self.by_unique.get(job.unique) is job:
-                del self.by_unique[job.unique]
+        if job.unique:
+            self._unindex(job)
         if clients:
             for client in clients:
                 client.attached.discard(job)
@@ -891,7 +906,7 @@ class Broker:
 
     def _get_status_unique(self, peer: Peer, fields: list[bytes]) -> None:
         unique = fields[0]
-        job = self.by_unique.get(unique) if unique else None
+        job = self.job_by_unique(unique)
         if job is None:
             self._send(peer, packet(P.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return

@@ -115,11 +115,13 @@ class Function:
     __slots__ = (
         "max_queue",
         "name",
+        "payloads",
         "queued",
         "queues",
         "running",
         "scheduled",
         "sleepers",
+        "uniques",
         "workers",
     )
 
@@ -132,6 +134,11 @@ class Function:
         self.workers: dict[Peer, None] = {}
         self.sleepers: deque[tuple[Peer, int]] = deque()
         self.max_queue = [0, 0, 0]  # per priority; 0 = unlimited
+        # Coalescing indexes (the key is (function, unique), so they live here): unique ->
+        # job, and payload -> job for the unique "-". Keyed by the job's own bytes objects,
+        # not by (function, unique) tuples: a million queued unique jobs saved 64 MB.
+        self.uniques: dict[bytes, Job] = {}
+        self.payloads: dict[bytes, Job] = {}
 
     @property
     def total(self) -> int:
@@ -154,7 +161,6 @@ class Job:
         "denominator",
         "function",
         "handle",
-        "key",
         "numerator",
         "priority",
         "reducer",
@@ -187,7 +193,6 @@ class Job:
         self.denominator = 0
         self.retries = 0
         self.stored = False
-        self.key: tuple[bytes, int, bytes] | None = None  # coalescing key, when coalescable
         self.attempt = 0  # bumped on each assignment; invalidates stale timeout timers
 
     def __repr__(self) -> str:
