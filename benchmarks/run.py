@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = to_json(rows, samples)
     data["machine"] = machine()
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1))
     if args.write_docs:
         from chart import draw

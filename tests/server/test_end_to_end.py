@@ -181,3 +181,54 @@ def test_closed_connections_leave_no_trace_in_workers(server: GearshiftServer) -
         time.sleep(0.05)
     assert len(lines) == 1, workers
     conn.close()
+
+
+def _vm_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not hasattr(socket, "MSG_DONTWAIT"), reason="needs MSG_DONTWAIT")
+def test_client_that_never_reads_cannot_grow_the_server(server: GearshiftServer) -> None:
+    """A client pipelining ECHO_REQs without reading the replies: once its replies back up,
+    the server stops reading its requests (pause_writing -> pause_reading), so the client's
+    sends block, the server's memory stays put, others are served, and nothing is lost."""
+    payload = b"e" * (256 * 1024)
+    request = encode(P.ECHO_REQ, payload, magic=REQ)
+    hog = socket.create_connection((server.host, server.port))
+    rss_before = _vm_rss_kb(server.pid)
+    sent = 0
+    blocked_since: float | None = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            sent += hog.send(request[sent % len(request):], socket.MSG_DONTWAIT)
+            blocked_since = None
+        except BlockingIOError:
+            blocked_since = blocked_since or time.monotonic()
+            if time.monotonic() - blocked_since > 1.0:
+                break  # the server has stopped reading us
+            time.sleep(0.01)
+    assert blocked_since is not None, f"sent {sent >> 20} MiB and the server kept reading"
+    # Kernel buffers on both sides plus one read of replies: a few MiB, not all of it.
+    assert sent < 64 * 1024 * 1024
+    assert _vm_rss_kb(server.pid) - rss_before < 48 * 1024
+    other = Wire.to(server.address)
+    assert other.call(P.ECHO_REQ, b"still here") == (P.ECHO_RES, [b"still here"])
+    other.close()
+    # Reading the replies resumes the hog: every complete request gets its echo (a last,
+    # partly sent request stays incomplete and unanswered).
+    hog.settimeout(10)
+    reader = PacketReader(expect=RES, allow_text=False)
+    complete = sent // len(request)
+    echoed = 0
+    while echoed < complete:
+        data = hog.recv(1 << 20)
+        assert data, "server closed the connection"
+        for ptype, fields in reader.feed(data):
+            assert (ptype, len(fields[0])) == (P.ECHO_RES, len(payload))
+            echoed += 1
+    hog.close()

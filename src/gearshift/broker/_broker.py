@@ -740,10 +740,18 @@ class Broker:
     def _grab_job(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._grab(peer)
         if job is not None:
-            body = b"%s\0%s\0%s" % (job.handle, job.function.name, job.data)
-            if not peer.out:
+            # Appended piece by piece: building the body first copied the payload twice
+            # more (measured with a 4 KiB payload in benchmarks/dispatch_bench.py).
+            handle, name, data = job.handle, job.function.name, job.data
+            out = peer.out
+            if not out:
                 self.dirty.append(peer)
-            peer.out += _hdr(RES, P.JOB_ASSIGN, len(body)) + body
+            out += _hdr(RES, P.JOB_ASSIGN, len(handle) + len(name) + len(data) + 2)
+            out += handle
+            out += b"\0"
+            out += name
+            out += b"\0"
+            out += data
 
     def _grab_job_uniq(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._grab(peer)
@@ -824,14 +832,27 @@ class Broker:
             return
         clients = job.clients
         if clients:
-            body = b"%s\0%s" % (fields[0], fields[1])
-            pkt = _hdr(RES, P.WORK_COMPLETE, len(body)) + body
+            handle, result = fields
+            hdr = _hdr(RES, P.WORK_COMPLETE, len(handle) + 1 + len(result))
             dirty = self.dirty
-            for client in clients:
+            if len(clients) == 1:
+                # The usual case: append the pieces, copying the result once.
+                client = clients[0]
                 if not client.closed:
-                    if not client.out:
+                    out = client.out
+                    if not out:
                         dirty.append(client)
-                    client.out += pkt
+                    out += hdr
+                    out += handle
+                    out += b"\0"
+                    out += result
+            else:
+                pkt = b"".join((hdr, handle, b"\0", result))
+                for client in clients:
+                    if not client.closed:
+                        if not client.out:
+                            dirty.append(client)
+                        client.out += pkt
         # _finish(), inlined: this runs once per job.
         peer.held.discard(job)
         job.worker = None
