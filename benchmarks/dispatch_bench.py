@@ -30,9 +30,11 @@ GRAB = encode(P.GRAB_JOB, magic=REQ)
 class Simulation:
     """A broker with client and worker peers whose traffic is played by plain calls."""
 
-    def __init__(self, clients: int, workers: int, payload: int) -> None:
+    def __init__(self, clients: int, workers: int, payload: int, share: int) -> None:
         self.broker = Broker(BrokerConfig(handle_prefix=b"H:bench:"))
-        self.submit = encode(P.SUBMIT_JOB, b"bench", b"", b"x" * payload, magic=REQ)
+        self.data = b"x" * payload
+        self.share = share
+        self.submitted = 0
         self.clients = [self.broker.connect() for _ in range(clients)]
         self.workers = [self.broker.connect() for _ in range(workers)]
         peers = self.clients + self.workers
@@ -40,6 +42,16 @@ class Simulation:
         self.peer_side = {p.id: PacketReader(expect=RES, allow_text=False) for p in peers}
         self.spent_ns = 0
         self.clock = time.perf_counter_ns
+
+    def submits(self, n: int) -> bytes:
+        """``n`` SUBMIT_JOBs; with ``share`` > 1, every ``share`` consecutive submissions
+        carry the same unique key (gload's ``uniq`` mode uses 4)."""
+        packets = []
+        for _ in range(n):
+            unique = b"u%d" % (self.submitted // self.share) if self.share > 1 else b""
+            packets.append(encode(P.SUBMIT_JOB, b"bench", unique, self.data, magic=REQ))
+            self.submitted += 1
+        return b"".join(packets)
 
     def feed(self, peer: Peer, raw: bytes) -> None:
         """One read arriving from ``peer``: the timed server work."""
@@ -70,9 +82,9 @@ class Simulation:
 
 
 def run(jobs: int, clients: int = 8, workers: int = 4, depth: int = 16,
-        payload: int = 64) -> float:
-    """Seconds the server side spends on ``jobs`` sync jobs."""
-    sim = Simulation(clients, workers, payload)
+        payload: int = 64, share: int = 1) -> float:
+    """Seconds the server side spends on ``jobs`` sync submissions."""
+    sim = Simulation(clients, workers, payload, share)
     for w in sim.workers:
         sim.feed(w, encode(P.CAN_DO, b"bench", magic=REQ) + GRAB)
     outstanding = dict.fromkeys((c.id for c in sim.clients), 0)
@@ -81,7 +93,7 @@ def run(jobs: int, clients: int = 8, workers: int = 4, depth: int = 16,
         for c in sim.clients:
             n = min(depth - outstanding[c.id], jobs - submitted)
             if n > 0:
-                sim.feed(c, sim.submit * n)
+                sim.feed(c, sim.submits(n))
                 outstanding[c.id] += n
                 submitted += n
         for w in sim.workers:
@@ -99,10 +111,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--payload", type=int, default=64)
+    parser.add_argument("--share", type=int, default=1, metavar="N",
+                        help="N consecutive submissions share a unique key (coalesce: 4)")
     args = parser.parse_args()
-    best = min(run(args.jobs, payload=args.payload) for _ in range(args.repeats))
+    best = min(run(args.jobs, payload=args.payload, share=args.share)
+               for _ in range(args.repeats))
     print(f"dispatch_bench build={build_name()!r} jobs={args.jobs} payload={args.payload} "
-          f"server_us_per_job={best / args.jobs * 1e6:.2f}")
+          f"share={args.share} server_us_per_job={best / args.jobs * 1e6:.2f}")
 
 
 if __name__ == "__main__":
