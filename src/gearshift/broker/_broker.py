@@ -396,7 +396,12 @@ class Broker:
             else:
                 job.waiting.append(self._owe(peer, not background))
         else:
-            self._send(peer, packet(P.JOB_CREATED, job.handle))
+            handle = job.handle
+            out = peer.out
+            if not out:
+                self.dirty.append(peer)
+            out += _hdr(RES, P.JOB_CREATED, len(handle))
+            out += handle
 
     def _activate(self, job: Job) -> None:
         """Make a created job runnable now, or schedule it for its epoch time."""
