@@ -43,3 +43,20 @@ def test_server_processes_run_the_same_build() -> None:
     out = subprocess.run([sys.executable, "-m", "gearshift", "--version"],
                          capture_output=True, text=True, check=True).stdout
     assert f"({build_name()} dispatch)" in out
+
+
+def test_setup_compiles_exactly_the_hot_path_modules() -> None:
+    """setup.py's COMPILED_MODULES (paths) and _build.HOT_PATH_MODULES (names) are one list
+    written twice (setup.py cannot import the package it builds); they must agree."""
+    import ast
+    from pathlib import Path
+
+    setup = Path(__file__).resolve().parent.parent / "setup.py"
+    tree = ast.parse(setup.read_text())
+    paths = next(
+        ast.literal_eval(node.value) for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "COMPILED_MODULES" for t in node.targets)
+    )
+    names = [p.removeprefix("src/").removesuffix(".py").replace("/", ".") for p in paths]
+    assert names == list(HOT_PATH_MODULES)
