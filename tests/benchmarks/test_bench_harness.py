@@ -81,9 +81,9 @@ def test_latency_is_measured_where_it_exists(smoke_run: dict[str, Any]) -> None:
         lat = rows["latency"]["sides"][server]
         assert 0 < lat["p50_us"] <= lat["p99_us"]
         # the parked jobs were really queued before the timed run (drain100k could not
-        # have completed its jobs otherwise: nothing else submits them). Counted in jobs:
-        # a smoke-size fill can take less than gfill's millisecond resolution.
-        # (gfill rounds the count down to a multiple of its client count.)
+        # have completed its jobs otherwise: nothing else submits them). Counted in jobs,
+        # not seconds: a smoke-size fill can take less than gfill's millisecond
+        # resolution. gfill rounds the count down to a multiple of its client count.
         for name in ("queued100k", "drain100k"):
             workload = select(all_workloads(quick=True, scale=0.01), name)[0]
             want = sum(step.jobs for step in workload.prepare)

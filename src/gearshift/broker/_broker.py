@@ -338,6 +338,7 @@ class Broker:
             func = self.functions[name] = Function(name)
         index: dict[bytes, Job] | None = None
         if unique:
+            # Function.coalescing_index, inlined: this runs per submission.
             if unique == b"-":
                 index, key = func.payloads, data
             else:
@@ -396,12 +397,12 @@ class Broker:
             else:
                 job.waiting.append(self._owe(peer, not background))
         else:
-            handle = job.handle
+            # _send, inlined (the submitter is live: it just sent this packet).
             out = peer.out
             if not out:
                 self.dirty.append(peer)
-            out += _hdr(RES, P.JOB_CREATED, len(handle))
-            out += handle
+            out += _hdr(RES, P.JOB_CREATED, len(job.handle))
+            out += job.handle
 
     def _activate(self, job: Job) -> None:
         """Make a created job runnable now, or schedule it for its epoch time."""
@@ -450,26 +451,24 @@ class Broker:
     def _unindex(job: Job) -> None:
         """Take a job with a unique out of its function's coalescing index (if it is the
         one indexed: a replayed duplicate may not be)."""
-        func = job.function
-        if job.unique == b"-":
-            if func.payloads.get(job.data) is job:
-                del func.payloads[job.data]
-        elif func.uniques.get(job.unique) is job:
-            del func.uniques[job.unique]
+        index, key = job.function.coalescing_index(job.unique, job.data)
+        if index.get(key) is job:
+            del index[key]
 
     def job_by_unique(self, unique: bytes) -> Job | None:
         """The live job with this unique key in any function (GET_STATUS_UNIQUE ignores
         the function, as gearmand's does). A scan over the functions: the status lookup
         is rare, and a global index cost 52 bytes per queued unique job. For ``-`` (the
         payload is the key) it is some job submitted with ``-``."""
-        if not unique:
+        if unique == b"-":
+            for func in self.functions.values():
+                for job in func.payloads.values():
+                    return job
             return None
         for func in self.functions.values():
-            index = func.payloads if unique == b"-" else func.uniques
-            if index:
-                found = next(iter(index.values())) if unique == b"-" else index.get(unique)
-                if found is not None:
-                    return found
+            found = func.uniques.get(unique)
+            if found is not None:
+                return found
         return None
 
     # ------------------------------------------------------------------ storage callbacks
@@ -583,7 +582,7 @@ class Broker:
         job.retries = retries
         self.jobs[handle] = job
         if unique:
-            index, key = (func.payloads, data) if unique == b"-" else (func.uniques, unique)
+            index, key = func.coalescing_index(unique, data)
             if key not in index:
                 index[key] = job
         self._activate(job)

@@ -140,6 +140,13 @@ class Function:
         self.uniques: dict[bytes, Job] = {}
         self.payloads: dict[bytes, Job] = {}
 
+    def coalescing_index(self, unique: bytes, data: bytes) -> tuple[dict[bytes, Job], bytes]:
+        """Where a job with this non-empty unique is indexed for coalescing, and its key:
+        the payload for the unique ``-`` (gearmand's rule), else the unique itself."""
+        if unique == b"-":
+            return self.payloads, data
+        return self.uniques, unique
+
     @property
     def total(self) -> int:
         """Queued (including scheduled) plus running, as gearmand's ``status`` counts."""

@@ -154,7 +154,8 @@ class Server:
                     transport.write(out)
 
     def after_batch(self) -> None:
-        """Called after the broker changed: schedule one flush for this loop iteration.
+        """Called after the broker changed: schedule one flush for this loop iteration
+        (and, when the loop is quiet, flush at once: see below).
 
         Writing is deferred to a ``call_soon`` callback so that the replies caused by
         every socket that was readable in this iteration leave in one ``write`` per peer;
