@@ -224,6 +224,24 @@ def test_woken_worker_that_disconnects_passes_the_wakeup_on() -> None:
     assert take(w2) == [(P.NOOP, [])]
 
 
+@pytest.mark.parametrize("how", [P.CANT_DO, P.RESET_ABILITIES])
+def test_woken_worker_that_drops_the_function_passes_the_wakeup_on(how: int) -> None:
+    """Found by WakeOneMachine: w1 is NOOPed for an f job, then stops doing f. It stays
+    connected (it still does g), so only passing the wake-up on gets the job to w2."""
+    broker = make_broker(worker_wakeup=1)
+    w1, w2 = worker(broker, b"f", b"g"), worker(broker, b"f")
+    broker.handle(w1, P.PRE_SLEEP)
+    broker.handle(w2, P.PRE_SLEEP)
+    submit(broker, broker.connect(), b"f")
+    assert take(w1) == [(P.NOOP, [])]
+    assert take(w2) == []
+    if how == P.CANT_DO:
+        broker.handle(w1, P.CANT_DO, b"f")
+    else:
+        broker.handle(w1, P.RESET_ABILITIES)
+    assert take(w2) == [(P.NOOP, [])]
+
+
 # ---------------------------------------------------------------- requeue
 
 

@@ -191,11 +191,16 @@ class Broker:
                 self._forget(job)
         peer.attached.clear()
         if was_woken:
-            # The NOOP it got was meant for a queued job; pass the wake-up on.
-            for func in peer.functions:
-                if func.queued[0] or func.queued[1] or func.queued[2]:
-                    self._wake(func)
+            self._pass_wakeup(peer.functions)
         peer.functions.clear()
+
+    def _pass_wakeup(self, funcs: Iterable[Function]) -> None:
+        """A woken worker will not take the queued jobs it was NOOPed for (it left, or
+        dropped the function): wake another sleeper of each of ``funcs`` with work, or
+        with wake-one (-w 1) those jobs could wait for ever while capable workers sleep."""
+        for func in funcs:
+            if func.queued[0] or func.queued[1] or func.queued[2]:
+                self._wake(func)
 
     # ------------------------------------------------------------------ input
 
@@ -619,6 +624,8 @@ class Broker:
         peer.timeouts.pop(func, None)
         for job in [j for j in peer.held if j.function is func]:
             self._requeue(job)
+        if peer.noop_sent:
+            self._pass_wakeup((func,))
 
     def _cant_do(self, peer: Peer, fields: list[bytes]) -> None:
         func = self.functions.get(fields[0])
