@@ -22,6 +22,7 @@ COMPILED_MODULES = [
     "src/gearshift/protocol/_admin.py",
     "src/gearshift/broker/_numbers.py",
     "src/gearshift/broker/_model.py",
+    "src/gearshift/broker/_jobs.py",
     "src/gearshift/broker/_broker.py",
     "src/gearshift/broker/_admin.py",
 ]

@@ -93,7 +93,7 @@ def test_cancel_job_fails_a_queued_job(broker: Broker, console: Peer) -> None:
     h = submit(broker, c, b"f")
     assert admin(broker, console, b"cancel job " + h) == b"OK\r\n"
     assert take(c) == [(P.WORK_FAIL, [h])]
-    assert broker.jobs == {}
+    assert dict(broker.jobs.items()) == {}
     assert admin(broker, console, b"status") == b"f\t0\t0\t0\n.\n"
 
 

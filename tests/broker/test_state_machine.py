@@ -455,7 +455,7 @@ class BrokerMachine(RuleBasedStateMachine):
         for w in self.workers.values():
             take(w.peer)
         self._settle()
-        assert self.broker.jobs == {}
+        assert dict(self.broker.jobs.items()) == {}
         assert self.jobs == {}
 
 

@@ -77,7 +77,7 @@ def test_persist_failed_is_a_queue_error_and_forgets_the_job() -> None:
     job = store.added[0]
     broker.persist_failed(job, "disk full")
     assert take(c) == [(P.ERROR, [ErrorCode.QUEUE_ERROR, b"disk full"])]
-    assert broker.jobs == {}
+    assert dict(broker.jobs.items()) == {}
     broker.handle(c, P.SUBMIT_JOB_BG, b"f", b"u", b"d")  # the unique is free again
     assert len(store.added) == 2
     assert store.added[1].handle != job.handle
@@ -133,7 +133,7 @@ def test_retries_recorded_then_removed_when_job_retries_drops_it() -> None:
         broker.disconnect(w)
     assert store.retried == [(job.handle, 1)]
     assert store.removed == [job.handle]
-    assert broker.jobs == {}
+    assert dict(broker.jobs.items()) == {}
 
 
 def test_restore_keeps_handle_and_coalescing() -> None:

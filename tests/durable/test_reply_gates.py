@@ -83,7 +83,7 @@ class ReplyOrder(RuleBasedStateMachine):
             assert found is not None
             job = found
         else:
-            job = self.broker.jobs[next(reversed(self.broker.jobs))]
+            job = list(self.broker.jobs.values())[-1]  # the newest
         expected = Expected(P.JOB_CREATED, job.handle)
         if any(j is job for j in self.store.pending):
             expected.fails_with_write = background or job.state == PENDING

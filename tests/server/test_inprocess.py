@@ -45,7 +45,7 @@ async def _run() -> None:
     [port] = server.ports
     assert port > 0
     await _exchange(port)
-    assert server.broker.jobs == {}
+    assert dict(server.broker.jobs.items()) == {}
     await asyncio.wait_for(server.close(), 10)
     await asyncio.wait_for(server.wait_closed(), 1)
     try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from gearshift._version import __version__
+from gearshift.broker._jobs import JobTable
 from gearshift.broker._model import (
     DONE,
     HIGH,
@@ -140,7 +141,8 @@ class Broker:
         self.dirty: list[Peer] = []
         self.peers: dict[int, Peer] = {}
         self.functions: dict[bytes, Function] = {}
-        self.jobs: dict[bytes, Job] = {}
+        #: live jobs by handle
+        self.jobs = JobTable(self.config.handle_prefix)
         # ready[p]: functions with at least one runnable job of priority p.
         self.ready: tuple[dict[Function, None], ...] = ({}, {}, {})
         self.timers: list[tuple[float, int, Job, int]] = []
@@ -148,7 +150,6 @@ class Broker:
         #: Set while shutting down gracefully: running jobs may finish, none are handed out.
         self.draining = False
         self._peer_ids = itertools.count(1)
-        self._handle_ids = itertools.count(1)
         self._timer_seq = itertools.count()
         self._rr = itertools.count()
         self._gated = 0  # peers with a reply held for the store (see _owe)
@@ -297,8 +298,18 @@ class Broker:
         """The function record for ``name``, created on first mention (as gearmand does)."""
         func = self.functions.get(name)
         if func is None:
-            func = self.functions[name] = Function(name)
+            func = self.functions[name] = Function(name, self.jobs.prefix)
         return func
+
+    def set_handle_prefix(self, prefix: bytes) -> None:
+        """Change what new job handles start with; only before the first job is created
+        (a handle's number is parsed back with the prefix it was minted under)."""
+        if self.jobs.minted:
+            raise RuntimeError("the handle prefix cannot change once jobs were created")
+        self.config.handle_prefix = prefix
+        self.jobs.prefix = prefix
+        for func in self.functions.values():
+            func.handle_prefix = prefix
 
     # ------------------------------------------------------------------ submission
 
@@ -340,7 +351,7 @@ class Broker:
             return
         func = self.functions.get(name)
         if func is None:
-            func = self.functions[name] = Function(name)
+            func = self.functions[name] = Function(name, self.jobs.prefix)
         index: dict[bytes, Job] | None = None
         if unique:
             # Function.coalescing_index, inlined: this runs per submission.
@@ -356,17 +367,22 @@ class Broker:
         if limit and func.total >= limit:
             self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full"))
             return
-        handle = b"%s%d" % (self.config.handle_prefix, next(self._handle_ids))
-        job = Job(handle, func, unique, data, priority, background, reducer, when)
-        self.jobs[handle] = job
+        job = Job(func, unique, data, priority, background)
+        handle = b"%s%d" % (func.handle_prefix, self.jobs.add(job))
+        if reducer or when:
+            more = job.extras()
+            more.reducer = reducer
+            more.when = when
         if index is not None:
             index[key] = job
         if not background:
-            job.clients = [peer]
+            more = job.extras()
+            more.clients = [peer]
+            more.handle = handle  # JOB_ASSIGN and the work results need it again
             peer.attached.add(job)
         elif self.store is not None:
             job.state = PENDING
-            job.waiting = [self._owe(peer)]
+            job.extras().waiting = [self._owe(peer)]
             self.store.add(job)
             return
         if not peer.out:
@@ -379,10 +395,11 @@ class Broker:
 
     def _coalesce_onto(self, peer: Peer, job: Job, background: bool) -> None:
         if not background:
-            if job.clients is None:
-                job.clients = [peer]
+            more = job.extras()
+            if more.clients is None:
+                more.clients = [peer]
             else:
-                job.clients.append(peer)
+                more.clients.append(peer)
             peer.attached.add(job)
         elif not job.background and self.store is not None:
             # A background submission joins a foreground job. With a durable store its
@@ -406,8 +423,9 @@ class Broker:
             out = peer.out
             if not out:
                 self.dirty.append(peer)
-            out += _hdr(RES, P.JOB_CREATED, len(job.handle))
-            out += job.handle
+            handle = job.handle
+            out += _hdr(RES, P.JOB_CREATED, len(handle))
+            out += handle
 
     def _activate(self, job: Job) -> None:
         """Make a created job runnable now, or schedule it for its epoch time."""
@@ -445,7 +463,7 @@ class Broker:
     def _forget(self, job: Job) -> None:
         """Remove a job from every index; it is DONE."""
         job.state = DONE
-        self.jobs.pop(job.handle, None)
+        self.jobs.remove(job)
         if job.unique:
             self._unindex(job)
         if job.clients:
@@ -582,10 +600,13 @@ class Broker:
                 priority: int, when: int = 0, reducer: bytes = b"", retries: int = 0) -> Job:
         """Re-create a stored background job at startup, keeping its handle."""
         func = self.function(function)
-        job = Job(handle, func, unique, data, priority, True, reducer, when)
+        job = Job(func, unique, data, priority, True)
+        self.jobs.add_foreign(handle, job)
+        more = job.extras()
+        more.reducer = reducer
+        more.when = when
+        more.retries = retries
         job.stored = True
-        job.retries = retries
-        self.jobs[handle] = job
         if unique:
             index, key = func.coalescing_index(unique, data)
             if key not in index:
@@ -729,14 +750,21 @@ class Broker:
     def _assign(self, peer: Peer, job: Job) -> None:
         job.state = RUNNING
         job.worker = peer
-        job.attempt += 1
+        # The attempt number only matters to a timeout timer, which creates the extras;
+        # from then on every assignment counts, so a stale timer can tell.
+        more = job.more
+        if more is not None:
+            more.attempt += 1
         peer.held.add(job)
         func = job.function
         func.running += 1
         timeout = peer.timeouts.get(func) if peer.timeouts else None
         if timeout is not None:
+            if more is None:
+                more = job.extras()
+                more.attempt = 1
             heapq.heappush(self.timers, (self.clock() + timeout, next(self._timer_seq), job,
-                                         job.attempt))
+                                         more.attempt))
 
     def _grab(self, peer: Peer) -> Job | None:
         peer.sleeping = False
@@ -753,7 +781,13 @@ class Broker:
         if job is not None:
             # Appended piece by piece: building the body first copied the payload twice
             # more (measured with a 4 KiB payload in benchmarks/dispatch_bench.py).
-            handle, name, data = job.handle, job.function.name, job.data
+            func = job.function
+            more = job.more
+            if more is not None and more.handle:
+                handle = more.handle
+            else:
+                handle = b"%s%d" % (func.handle_prefix, job.seq)
+            name, data = func.name, job.data
             out = peer.out
             if not out:
                 self.dirty.append(peer)
@@ -788,10 +822,11 @@ class Broker:
             worker.held.discard(job)
         job.worker = None
         job.function.running -= 1
-        job.numerator = job.denominator = 0
-        job.retries += 1
+        more = job.extras()
+        more.numerator = more.denominator = 0
+        more.retries += 1
         limit = self.config.job_retries
-        if limit and job.retries >= limit:
+        if limit and more.retries >= limit:
             self._fail_clients(job)
             self._drop_stored(job)
             self._forget(job)
@@ -821,11 +856,17 @@ class Broker:
 
         ``missing`` is gearmand's text for the packet at hand (it has three).
         """
-        job = self.jobs.get(handle)
-        if job is None or job.worker is not peer:
+        held = peer.held
+        if len(held) == 1:
+            # The usual worker runs one job at a time: compare handles, no table lookup.
+            for job in held:
+                if job.handle == handle:
+                    return job
+        found = self.jobs.get(handle)
+        if found is None or found.worker is not peer:
             self._send(peer, error_packet(ErrorCode.JOB_NOT_FOUND, missing))
             return None
-        return job
+        return found
 
     def _finish(self, job: Job) -> None:
         worker = job.worker
@@ -841,7 +882,8 @@ class Broker:
         job = self._held_job(peer, fields[0])
         if job is None:
             return
-        clients = job.clients
+        more = job.more
+        clients = more.clients if more is not None else None
         if clients:
             handle, result = fields
             hdr = _hdr(RES, P.WORK_COMPLETE, len(handle) + 1 + len(result))
@@ -871,7 +913,7 @@ class Broker:
         if job.stored and self.store is not None:
             self.store.remove(job)
         job.state = DONE
-        del self.jobs[job.handle]
+        self.jobs.remove(job)
         if job.unique:
             self._unindex(job)
         if clients:
@@ -904,8 +946,9 @@ class Broker:
         job = self._held_job(peer, fields[0])
         if job is None:
             return
-        job.numerator = _atoi(fields[1])
-        job.denominator = _atoi(fields[2])
+        more = job.extras()
+        more.numerator = _atoi(fields[1])
+        more.denominator = _atoi(fields[2])
         pkt = packet(P.WORK_STATUS, *fields)
         for client in job.clients or ():
             self._send(client, pkt)

@@ -82,7 +82,7 @@ async def open_durable(config: ServerConfig, broker: Broker,
     except (StoreError, OSError, ValueError) as exc:
         raise StartupError(f"cannot open store {config.store!r}: {exc}") from exc
     # Handles embed the boot counter so a handle is never reused across restarts.
-    broker.config.handle_prefix = f"{config.job_handle_prefix}:{boot}.".encode()
+    broker.set_handle_prefix(f"{config.job_handle_prefix}:{boot}.".encode())
     for job in stored:
         broker.restore(job.handle, job.function, job.unique, job.data, job.priority,
                        job.when, job.reducer, job.retries)
