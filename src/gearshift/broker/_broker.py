@@ -368,7 +368,8 @@ class Broker:
             self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full"))
             return
         job = Job(func, unique, data, priority, background)
-        handle = b"%s%d" % (func.handle_prefix, self.jobs.add(job))
+        self.jobs.add(job)
+        handle = job.handle
         if reducer or when:
             more = job.extras()
             more.reducer = reducer
@@ -781,13 +782,7 @@ class Broker:
         if job is not None:
             # Appended piece by piece: building the body first copied the payload twice
             # more (measured with a 4 KiB payload in benchmarks/dispatch_bench.py).
-            func = job.function
-            more = job.more
-            if more is not None and more.handle:
-                handle = more.handle
-            else:
-                handle = b"%s%d" % (func.handle_prefix, job.seq)
-            name, data = func.name, job.data
+            handle, name, data = job.handle, job.function.name, job.data
             out = peer.out
             if not out:
                 self.dirty.append(peer)

@@ -262,10 +262,6 @@ class Job:
     def retries(self) -> int:
         return self.more.retries if self.more is not None else 0
 
-    @retries.setter
-    def retries(self, retries: int) -> None:
-        self.extras().retries = retries
-
     @property
     def numerator(self) -> int:
         return self.more.numerator if self.more is not None else 0
@@ -273,3 +269,6 @@ class Job:
     @property
     def denominator(self) -> int:
         return self.more.denominator if self.more is not None else 0
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.function.name!r} state={self.state}>"
