@@ -1,4 +1,4 @@
-"""Build hook: compile the sans-I/O hot path (codec + broker) with mypyc.
+"""Build hook: compile the hot path (codec, broker, per-read server glue) with mypyc.
 
 Everything else about the package is in pyproject.toml. The compiled modules are the same
 source as the pure-Python ones (mypyc compiles the type-annotated code as written), and
@@ -15,7 +15,8 @@ import sys
 
 from setuptools import setup
 
-#: The modules on the per-packet path; nothing here does I/O or imports asyncio.
+#: The modules on the per-packet path: the codec and the broker (no I/O), and the
+#: server's per-read glue (socket callbacks, output flushing).
 COMPILED_MODULES = [
     "src/gearshift/protocol/_spec.py",
     "src/gearshift/protocol/_codec.py",
@@ -25,6 +26,7 @@ COMPILED_MODULES = [
     "src/gearshift/broker/_jobs.py",
     "src/gearshift/broker/_broker.py",
     "src/gearshift/broker/_admin.py",
+    "src/gearshift/server/_wire.py",
 ]
 
 

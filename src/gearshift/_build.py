@@ -21,6 +21,7 @@ HOT_PATH_MODULES = (
     "gearshift.broker._jobs",
     "gearshift.broker._broker",
     "gearshift.broker._admin",
+    "gearshift.server._wire",
 )
 
 

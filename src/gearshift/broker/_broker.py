@@ -23,7 +23,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -50,10 +49,23 @@ from gearshift.broker._numbers import atoi as _atoi
 from gearshift.protocol._spec import ARITY, MAX_UNIQUE_SIZE, RES, ErrorCode, PacketType
 
 P = PacketType
-_hdr = struct.Struct(">4sII").pack
 
-NOOP_PACKET: Final = _hdr(RES, P.NOOP, 0)
-NO_JOB_PACKET: Final = _hdr(RES, P.NO_JOB, 0)
+
+def _prefix(ptype: int) -> bytes:
+    """The first 8 header bytes of a server->client packet: magic and type."""
+    return RES + int(ptype).to_bytes(4, "big")
+
+
+# Header prefixes of the replies sent for every job, bound once: the size follows as
+# ``len(body).to_bytes(4, "big")``, which mypyc compiles to a C call (an enum attribute
+# or a struct.pack call here cost a Python-level lookup and call per reply).
+_JOB_CREATED: Final = _prefix(P.JOB_CREATED)
+_JOB_ASSIGN: Final = _prefix(P.JOB_ASSIGN)
+_WORK_COMPLETE: Final = _prefix(P.WORK_COMPLETE)
+_ERROR: Final = int(P.ERROR)
+
+NOOP_PACKET: Final = _prefix(P.NOOP) + bytes(4)
+NO_JOB_PACKET: Final = _prefix(P.NO_JOB) + bytes(4)
 
 #: CAN_DO_TIMEOUT values below this many milliseconds are raised to it (gearmand does too).
 MIN_TIMEOUT_MS: Final = 1000
@@ -67,11 +79,11 @@ _EPOCH_TIMER: Final = -1  # attempt marker of a timer entry that releases a sche
 def packet(ptype: int, *fields: bytes) -> bytes:
     """Encode one server->client packet."""
     body = b"\0".join(fields)
-    return _hdr(RES, ptype, len(body)) + body
+    return RES + ptype.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
 
 
 def error_packet(code: bytes, text: str) -> bytes:
-    return packet(P.ERROR, code, text.encode())
+    return packet(_ERROR, code, text.encode())
 
 
 class StoreHooks(Protocol):
@@ -151,7 +163,7 @@ class Broker:
         self.draining = False
         self._peer_ids = itertools.count(1)
         self._timer_seq = itertools.count()
-        self._rr = itertools.count()
+        self._rr = 0  # round-robin clock: a worker's function is stamped when served
         self._gated = 0  # peers with a reply held for the store (see _owe)
         self._dispatch: dict[int, Callable[[Peer, list[bytes]], None]] = self._build_dispatch()
         self._arity = [ARITY.get(i, 0) for i in range(max(ARITY) + 1)]
@@ -388,7 +400,7 @@ class Broker:
             return
         if not peer.out:
             self.dirty.append(peer)
-        peer.out += _hdr(RES, P.JOB_CREATED, len(handle)) + handle
+        peer.out += _JOB_CREATED + len(handle).to_bytes(4, "big") + handle
         if when:
             self._activate(job)
         else:
@@ -425,7 +437,7 @@ class Broker:
             if not out:
                 self.dirty.append(peer)
             handle = job.handle
-            out += _hdr(RES, P.JOB_CREATED, len(handle))
+            out += _JOB_CREATED + len(handle).to_bytes(4, "big")
             out += handle
 
     def _activate(self, job: Job) -> None:
@@ -620,7 +632,8 @@ class Broker:
     def _register(self, peer: Peer, name: bytes) -> Function:
         func = self.function(name)
         if func not in peer.functions:
-            peer.functions[func] = next(self._rr)
+            self._rr += 1
+            peer.functions[func] = self._rr
             func.workers[peer] = None
             if peer.sleeping and not peer.noop_sent:
                 func.sleepers.append((peer, peer.sleep_epoch))
@@ -744,7 +757,8 @@ class Broker:
             if not best.queued[prio]:
                 del ready[best]
                 queue.clear()
-            funcs[best] = next(self._rr)  # round robin: served last, preferred last
+            self._rr += 1
+            funcs[best] = self._rr  # round robin: served last, preferred last
             return job
         return None
 
@@ -786,8 +800,8 @@ class Broker:
             out = peer.out
             if not out:
                 self.dirty.append(peer)
-            out += _hdr(RES, P.JOB_ASSIGN, len(handle) + len(name) + len(data) + 2)
-            out += handle
+            size = len(handle) + len(name) + len(data) + 2
+            out += _JOB_ASSIGN + size.to_bytes(4, "big") + handle
             out += b"\0"
             out += name
             out += b"\0"
@@ -881,7 +895,7 @@ class Broker:
         clients = more.clients if more is not None else None
         if clients:
             handle, result = fields
-            hdr = _hdr(RES, P.WORK_COMPLETE, len(handle) + 1 + len(result))
+            hdr = _WORK_COMPLETE + (len(handle) + 1 + len(result)).to_bytes(4, "big")
             dirty = self.dirty
             if len(clients) == 1:
                 # The usual case: append the pieces, copying the result once.
@@ -890,9 +904,7 @@ class Broker:
                     out = client.out
                     if not out:
                         dirty.append(client)
-                    out += hdr
-                    out += handle
-                    out += b"\0"
+                    out += hdr + handle + b"\0"
                     out += result
             else:
                 pkt = b"".join((hdr, handle, b"\0", result))

@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from gearshift.broker import Broker, BrokerConfig
 from gearshift.server._config import ServerConfig
-from gearshift.server._connection import GearmanConnection, set_keepalive
 from gearshift.server._durable import DurableStore, open_durable
+from gearshift.server._wire import Pump
 
 log = logging.getLogger("gearshift.server")
 
@@ -47,33 +48,31 @@ class Server:
             allow_shutdown=config.allow_shutdown,
             verbose=config.verbose,
         ))
-        self.links: dict[int, asyncio.Transport] = {}
+        #: the per-read and per-iteration work (compiled): connections, flushing, timers
+        self.pump = Pump(self.broker, config.max_packet_size, self.tune_socket,
+                         self._shutdown_requested)
         self.durable: DurableStore | None = None
         self._servers: list[asyncio.Server] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         self._closed = asyncio.Event()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._flush_scheduled = False
-        #: broker changes (reads, store completions) since the last deferred flush
-        self._batch_reads = 0
-        #: whether the last loop iteration saw at most one of them (see after_batch)
-        self._quiet = True
 
     # -------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Open the store, replay it, then listen. Raises StartupError with a reason."""
-        self._loop = asyncio.get_running_loop()
+        self._loop = self.pump.loop = asyncio.get_running_loop()
         if self.config.store != "memory":
-            self.durable = await open_durable(self.config, self.broker, self.after_batch)
+            self.durable = await open_durable(self.config, self.broker, self.pump.after_batch)
         hosts: list[str] | None = list(self.config.listen) or None
         try:
             for host in hosts or [None]:  # type: ignore[list-item]
+                # The connection is a compiled class that implements asyncio.Protocol's
+                # methods without subclassing it (see _wire): hence the cast.
                 srv = await self._loop.create_server(
-                    lambda: GearmanConnection(self), host=host, port=self.config.port,
+                    cast(Callable[[], asyncio.BaseProtocol], self.pump.connection),
+                    host=host, port=self.config.port,
                     backlog=self.config.backlog, reuse_address=True,
                 )
                 self._servers.append(srv)
@@ -102,6 +101,7 @@ class Server:
             await self._closed.wait()
             return
         self._closing = True
+        self.pump.closing = True
         await self._close_listeners()
         if graceful:
             self.broker.draining = True
@@ -112,12 +112,11 @@ class Server:
             if self.broker.running_jobs:
                 log.warning("shutdown: %d jobs still running after %.1fs; closing anyway",
                             self.broker.running_jobs, self.config.shutdown_timeout)
-        self.flush()
-        for transport in list(self.links.values()):
+        self.pump.flush()
+        for transport in list(self.pump.links.values()):
             transport.close()
         await asyncio.sleep(0)  # let connection_lost callbacks run
-        if self._timer is not None:
-            self._timer.cancel()
+        self.pump.cancel_timer()
         if self.durable is not None:
             await self.durable.close()
         self._closed.set()
@@ -139,71 +138,23 @@ class Server:
             set_keepalive(sock, self.config.keepalive_idle, self.config.keepalive_interval,
                           self.config.keepalive_count)
 
-    def flush(self) -> None:
-        """Write every peer's pending output: one write per peer per batch."""
-        broker = self.broker
-        if not broker.dirty:
-            return
-        links = self.links
-        for peer in broker.take_dirty():
-            out = peer.out
-            if out:
-                peer.out = bytearray()
-                transport = links.get(peer.id)
-                if transport is not None:
-                    transport.write(out)
-
-    def after_batch(self) -> None:
-        """Called after the broker changed: schedule one flush for this loop iteration
-        (and, when the loop is quiet, flush at once: see below).
-
-        Writing is deferred to a ``call_soon`` callback so that the replies caused by
-        every socket that was readable in this iteration leave in one ``write`` per peer;
-        under load this halves the send() calls (measured: they were 42% of samples
-        when flushing after each read).
-        """
-        self._batch_reads += 1
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop = self._loop or asyncio.get_running_loop()
-            loop.call_soon(self._flush_and_check)
-            if self._quiet:
-                # The previous iteration had a single read: there is likely nothing to
-                # merge this reply with, so it leaves now instead of one loop spin
-                # later (depth-1 round trips). Replies of further reads in this
-                # iteration still wait for the deferred flush.
-                self.flush()
-
-    def _flush_and_check(self) -> None:
-        self._flush_scheduled = False
-        self._quiet = self._batch_reads <= 1
-        self._batch_reads = 0
-        self.flush()
-        broker = self.broker
-        if broker.timers:
-            deadline = broker.timers[0][0]
-            if self._timer_at is None or deadline < self._timer_at:
-                self._arm_timer(deadline)
-        if broker.shutdown_request is not None and not self._closing:
-            graceful = broker.shutdown_request == "graceful"
-            log.warning("admin shutdown requested (%s)", broker.shutdown_request)
-            task = asyncio.get_running_loop().create_task(self.close(graceful=graceful))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    def _arm_timer(self, deadline: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    def _shutdown_requested(self, how: str) -> None:
+        """An admin ``shutdown`` (or ``shutdown graceful``) was accepted."""
+        log.warning("admin shutdown requested (%s)", how)
         loop = self._loop or asyncio.get_running_loop()
-        delay = max(0.0, deadline - self.broker.clock())
-        self._timer_at = deadline
-        self._timer = loop.call_later(delay, self._on_timer)
+        task = loop.create_task(self.close(graceful=how == "graceful"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.broker.run_timers()
-        self.after_batch()
+
+def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+    """SO_KEEPALIVE plus the TCP_KEEP* knobs that were given (>0), where supported."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
+                        ("TCP_KEEPCNT", count)):
+        option = getattr(socket, name, None)
+        if option is not None and value > 0:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def write_pid_file(path: str) -> None:
