@@ -59,10 +59,17 @@ def _prefix(ptype: int) -> bytes:
 # Header prefixes of the replies sent for every job, bound once: the size follows as
 # ``len(body).to_bytes(4, "big")``, which mypyc compiles to a C call (an enum attribute
 # or a struct.pack call here cost a Python-level lookup and call per reply).
-_JOB_CREATED: Final = _prefix(P.JOB_CREATED)
-_JOB_ASSIGN: Final = _prefix(P.JOB_ASSIGN)
-_WORK_COMPLETE: Final = _prefix(P.WORK_COMPLETE)
+_JOB_CREATED_HEAD: Final = _prefix(P.JOB_CREATED)
+_JOB_ASSIGN_HEAD: Final = _prefix(P.JOB_ASSIGN)
+_WORK_COMPLETE_HEAD: Final = _prefix(P.WORK_COMPLETE)
 _ERROR: Final = int(P.ERROR)
+# The request types handle_packets tests for before its dispatch table.
+_GRAB_JOB: Final = int(P.GRAB_JOB)
+_GRAB_JOB_UNIQ: Final = int(P.GRAB_JOB_UNIQ)
+_WORK_COMPLETE: Final = int(P.WORK_COMPLETE)
+_SUBMIT_JOB: Final = int(P.SUBMIT_JOB)
+_SUBMIT_JOB_BG: Final = int(P.SUBMIT_JOB_BG)
+_PRE_SLEEP: Final = int(P.PRE_SLEEP)
 
 NOOP_PACKET: Final = _prefix(P.NOOP) + bytes(4)
 NO_JOB_PACKET: Final = _prefix(P.NO_JOB) + bytes(4)
@@ -217,8 +224,14 @@ class Broker:
 
     # ------------------------------------------------------------------ input
 
-    def handle_packets(self, peer: Peer, packets: Iterable[tuple[int, list[bytes]]]) -> None:
-        """Apply a batch of parsed packets from one peer, in order."""
+    def handle_packets(self, peer: Peer, packets: list[tuple[int, list[bytes]]]) -> None:
+        """Apply a batch of parsed packets from one peer, in order.
+
+        The packets of every job (submit, grab, complete, sleep) are tested for first and
+        their handlers called directly; the rest go through the dispatch table. Compiled,
+        a direct call is a C call, where a table entry is a Python-level call with its
+        argument parsing (measured: ~12% of the server's samples were those calls).
+        """
         dispatch = self._dispatch
         arity = self._arity
         for ptype, fields in packets:
@@ -238,11 +251,25 @@ class Broker:
                     f"got {len(fields)}",
                 ))
                 continue
-            handler = dispatch.get(ptype)
-            if handler is None:
-                self._send(peer, error_packet(ErrorCode.INVALID_COMMAND, "Command not expected"))
+            if ptype == _GRAB_JOB:
+                self._grab_job(peer, fields)
+            elif ptype == _WORK_COMPLETE:
+                self._work_complete(peer, fields)
+            elif ptype == _SUBMIT_JOB:
+                self._submit(peer, fields[0], fields[1], fields[2], NORMAL, False)
+            elif ptype == _SUBMIT_JOB_BG:
+                self._submit(peer, fields[0], fields[1], fields[2], NORMAL, True)
+            elif ptype == _PRE_SLEEP:
+                self._pre_sleep(peer, fields)
+            elif ptype == _GRAB_JOB_UNIQ:
+                self._grab_job_uniq(peer, fields)
             else:
-                handler(peer, fields)
+                handler = dispatch.get(ptype)
+                if handler is None:
+                    self._send(peer, error_packet(ErrorCode.INVALID_COMMAND,
+                                                  "Command not expected"))
+                else:
+                    handler(peer, fields)
 
     def handle(self, peer: Peer, ptype: int, *fields: bytes) -> None:
         """Apply one packet (convenience for tests and tools)."""
@@ -400,7 +427,7 @@ class Broker:
             return
         if not peer.out:
             self.dirty.append(peer)
-        peer.out += _JOB_CREATED + len(handle).to_bytes(4, "big") + handle
+        peer.out += _JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle
         if when:
             self._activate(job)
         else:
@@ -437,7 +464,7 @@ class Broker:
             if not out:
                 self.dirty.append(peer)
             handle = job.handle
-            out += _JOB_CREATED + len(handle).to_bytes(4, "big")
+            out += _JOB_CREATED_HEAD + len(handle).to_bytes(4, "big")
             out += handle
 
     def _activate(self, job: Job) -> None:
@@ -801,7 +828,7 @@ class Broker:
             if not out:
                 self.dirty.append(peer)
             size = len(handle) + len(name) + len(data) + 2
-            out += _JOB_ASSIGN + size.to_bytes(4, "big") + handle
+            out += _JOB_ASSIGN_HEAD + size.to_bytes(4, "big") + handle
             out += b"\0"
             out += name
             out += b"\0"
@@ -895,7 +922,7 @@ class Broker:
         clients = more.clients if more is not None else None
         if clients:
             handle, result = fields
-            hdr = _WORK_COMPLETE + (len(handle) + 1 + len(result)).to_bytes(4, "big")
+            hdr = _WORK_COMPLETE_HEAD + (len(handle) + 1 + len(result)).to_bytes(4, "big")
             dirty = self.dirty
             if len(clients) == 1:
                 # The usual case: append the pieces, copying the result once.

@@ -128,7 +128,6 @@ class PacketReader:
         pos = 0
         end = len(data)
         out: list[Packet] = []
-        append = out.append
         arities = _ARITIES
         try:
             while pos < end:
@@ -144,7 +143,7 @@ class PacketReader:
                     line = data[pos:nl]
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                    append((_TEXT, [line]))
+                    out.append((_TEXT, [line]))
                     pos = nl + 1
                     continue
                 if end - pos < HEADER_SIZE:
@@ -173,7 +172,7 @@ class PacketReader:
                     if stop > end:
                         self._need = stop - pos
                         break
-                    append((WRONG_MAGIC, []))
+                    out.append((WRONG_MAGIC, []))
                     pos = stop
                     continue
                 ptype = data[pos + 7]
@@ -196,14 +195,14 @@ class PacketReader:
                     self._need = stop - pos
                     break
                 if arity == 0:
-                    append((ptype, []))
+                    out.append((ptype, []))
                 elif arity == 1:
-                    append((ptype, [data[pos + HEADER_SIZE : stop]]))
+                    out.append((ptype, [data[pos + HEADER_SIZE : stop]]))
                 else:
                     # (Slicing each field straight out of ``data`` with find() saves
                     # copying the payload twice, but two find() calls cost more than one
                     # split(), even with 4 KiB payloads: measured with dispatch_bench.)
-                    append((ptype, data[pos + HEADER_SIZE : stop].split(b"\0", arity - 1)))
+                    out.append((ptype, data[pos + HEADER_SIZE : stop].split(b"\0", arity - 1)))
                 pos = stop
         except ProtocolError as exc:
             exc.packets = out

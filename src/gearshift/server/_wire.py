@@ -27,6 +27,10 @@ from gearshift.protocol import PacketReader, ProtocolError
 
 log: Final = logging.getLogger("gearshift.server")
 
+#: Output up to this size is copied into a bytes object for the transport (see
+#: Pump.flush); larger output is handed over as it is, without a copy.
+_COPY_LIMIT: Final = 2048
+
 
 class Pump:
     """Moves the broker's output to the sockets and its timers onto the event loop.
@@ -80,11 +84,19 @@ class Pump:
         for peer in broker.take_dirty():
             out = peer.out
             if out:
-                # The transport may keep the buffer it was given: hand it over.
-                peer.out = bytearray()
                 transport = links.get(peer.id)
-                if transport is not None:
-                    transport.write(out)
+                if len(out) <= _COPY_LIMIT:
+                    # uvloop wraps anything but bytes in a memoryview and casts it
+                    # (two objects and a buffer export per write); copying a small
+                    # buffer into bytes is cheaper, and the bytearray keeps its room.
+                    if transport is not None:
+                        transport.write(bytes(out))
+                    out.clear()
+                else:
+                    # The transport may keep the buffer it was given: hand it over.
+                    peer.out = bytearray()
+                    if transport is not None:
+                        transport.write(out)
 
     def after_batch(self) -> None:
         """The broker changed (a read, a store completion, a timer): make sure the
