@@ -1,9 +1,10 @@
 """Which build of the hot path is running: mypyc-compiled or pure Python.
 
-``pip install .`` compiles the codec and the broker with mypyc (setup.py); the same
-modules run as plain Python from a source checkout, with ``GEARSHIFT_PURE_PYTHON=1``, or
-where no C compiler was found. Behaviour is identical; the compiled codec and dispatcher
-spend about a third less CPU (the whole server 12-14% less per job). ``gearshift --version``
+``pip install .`` compiles the codec, the broker and the server's per-read glue with
+mypyc (setup.py); the same modules run as plain Python from a source checkout, with
+``GEARSHIFT_PURE_PYTHON=1``, or where no C compiler was found. Behaviour is identical;
+the compiled build spends about a third of the pure build's CPU in the codec and
+dispatcher (docs/architecture.md, "The hot path"). ``gearshift --version``
 and the server's startup log say which.
 """
 

@@ -1,5 +1,6 @@
-"""The asyncio shell around the broker: listeners, output flushing, timers, storage,
-signals and graceful shutdown. The only module that mixes sockets, the broker and storage.
+"""The asyncio shell around the broker: listeners, storage, admin shutdown and graceful
+close. The only module that mixes sockets, the broker and storage; the per-read work
+(socket callbacks, output flushing, timer arming) is in the compiled :mod:`._wire`.
 
 Resource handling: :meth:`Server.start` binds every listener and replays the store before
 the first connection is accepted; :meth:`Server.close` stops accepting, lets running jobs
