@@ -129,6 +129,18 @@ def test_round_robin_across_a_workers_functions(broker: Broker) -> None:
     assert got == [a[0], b[0], a[1], b[1], a[2], b[2]]
 
 
+def test_round_robin_when_the_worker_has_more_functions_than_are_ready(broker: Broker) -> None:
+    # Six functions registered, two with jobs: _take scans the ready functions instead of
+    # the worker's, and must still alternate rather than drain the first one.
+    c = broker.connect()
+    a = [submit(broker, c, b"a", b"a%d" % i) for i in range(3)]
+    b = [submit(broker, c, b"b", b"b%d" % i) for i in range(3)]
+    w = worker(broker, b"a", b"b", b"c", b"d", b"e", b"f")
+    got = [grab_handle(broker, w) for _ in range(6)]
+    assert got == [a[0], b[0], a[1], b[1], a[2], b[2]]
+    assert grab(broker, w) == (P.NO_JOB, [])
+
+
 def test_worker_only_gets_its_own_functions(broker: Broker) -> None:
     c = broker.connect()
     submit(broker, c, b"other")

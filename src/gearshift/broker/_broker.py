@@ -770,10 +770,14 @@ class Broker:
                     if func in ready and (best is None or seq < best_seq):
                         best, best_seq = func, seq
             else:
+                # More functions than ready ones (a worker with thousands of CAN_DOs):
+                # the first ready function it can do, in ready's rotation order. Taking
+                # the least recently served of all of them meant a lookup per ready
+                # function per grab (13% of the server's samples at 1,000 functions).
                 for func in ready:
-                    seq = funcs.get(func, -1)
-                    if seq >= 0 and (best is None or seq < best_seq):
-                        best, best_seq = func, seq
+                    if func in funcs:
+                        best = func
+                        break
             if best is None:
                 continue
             queue = best.queues[prio]
@@ -784,6 +788,11 @@ class Broker:
             if not best.queued[prio]:
                 del ready[best]
                 queue.clear()
+            elif len(ready) > 1:
+                # Rotate: a function that still has jobs goes behind the other ready
+                # ones, so the scan above cannot starve them.
+                del ready[best]
+                ready[best] = None
             self._rr += 1
             funcs[best] = self._rr  # round robin: served last, preferred last
             return job

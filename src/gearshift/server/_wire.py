@@ -90,7 +90,7 @@ class Pump:
                     # (two objects and a buffer export per write); copying a small
                     # buffer into bytes is cheaper, and the bytearray keeps its room.
                     if transport is not None:
-                        transport.write(bytes(out))
+                        transport.write(b"" + out)  # bytes(out) is a generic type call
                     out.clear()
                 else:
                     # The transport may keep the buffer it was given: hand it over.
