@@ -51,6 +51,12 @@ def _connection_count(host: str, port: int) -> int:
                 if not chunk:
                     return -1
                 reply += chunk
+            # Leave no trace: wait for the server to close its side after our EOF, so this
+            # probe is gone from its lists before the caller's next connection asks
+            # (gearmand was seen still listing it: a flaky `workers` comparison).
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(4096):
+                pass
             return reply.count(b"\n") - 1
     except OSError:
         return -1
