@@ -38,9 +38,7 @@ class Pump:
     Writing is deferred to one ``call_soon`` callback per loop iteration, so the replies
     caused by every socket that was readable in that iteration leave in one ``write`` per
     peer; under load this halves the send() calls (measured: they were 42% of samples
-    when flushing after each read). When the loop is quiet (the previous iteration
-    handled at most one read) the first read's replies leave at once instead, so a lone
-    client's round trip does not wait a loop spin per hop.
+    when flushing after each read).
 
     Args:
         broker: the dispatcher whose ``Peer.out`` buffers this writes.
@@ -62,10 +60,6 @@ class Pump:
         self.loop: Any = None
         self.closing = False
         self._flush_scheduled = False
-        #: broker changes (reads, store completions) since the last deferred flush
-        self._batch_reads = 0
-        #: whether the last loop iteration saw at most one of them
-        self._quiet = True
         self._timer: Any = None
         self._timer_at = -1.0  # deadline of the armed timer; < 0: none armed
         # Bound once: call_soon takes it every iteration.
@@ -99,25 +93,17 @@ class Pump:
                         transport.write(out)
 
     def after_batch(self) -> None:
-        """The broker changed (a read, a store completion, a timer): make sure the
-        output leaves in this loop iteration."""
-        self._batch_reads += 1
+        """The broker changed (a read, a store completion, a timer): schedule the flush,
+        which runs after this iteration's I/O callbacks, before the loop waits again."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop = self.loop
             if loop is None:
                 loop = self.loop = asyncio.get_running_loop()
             loop.call_soon(self._flush_callback)
-            if self._quiet:
-                # The previous iteration had a single read: there is likely nothing to
-                # merge this reply with, so it leaves now. Replies of further reads in
-                # this iteration still wait for the deferred flush.
-                self.flush()
 
     def _flush_and_check(self) -> None:
         self._flush_scheduled = False
-        self._quiet = self._batch_reads <= 1
-        self._batch_reads = 0
         self.flush()
         broker = self.broker
         if broker.timers:
