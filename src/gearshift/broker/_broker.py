@@ -230,7 +230,7 @@ class Broker:
         The packets of every job (submit, grab, complete, sleep) are tested for first and
         their handlers called directly; the rest go through the dispatch table. Compiled,
         a direct call is a C call, where a table entry is a Python-level call with its
-        argument parsing (measured: ~12% of the server's samples were those calls).
+        argument parsing (measured: benchmarks/dispatch_bench.py 2.0 -> 1.85 us per job).
         """
         dispatch = self._dispatch
         arity = self._arity
