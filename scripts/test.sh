@@ -27,7 +27,7 @@ if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop gearman-job-s
 log "services (PostgreSQL, MariaDB, Redis)"
 bash scripts/services.sh
 
-log "python packages (gearshift as users install it: codec and broker compiled by mypyc)"
+log "python packages (gearshift as users install it: the hot path compiled by mypyc)"
 python3 -m pip install -q --disable-pip-version-check '.[test,bench]'
 
 if [ -x scripts/install_interop.sh ] || [ -f scripts/install_interop.sh ]; then
