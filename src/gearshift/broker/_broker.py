@@ -276,16 +276,14 @@ class Broker:
         self.handle_packets(peer, [(ptype, list(fields))])
 
     def _build_dispatch(self) -> dict[int, Callable[[Peer, list[bytes]], None]]:
+        """Handlers of every packet type handle_packets does not call directly (GRAB_JOB,
+        GRAB_JOB_UNIQ, WORK_COMPLETE, PRE_SLEEP, SUBMIT_JOB and SUBMIT_JOB_BG are)."""
         table: dict[int, Callable[[Peer, list[bytes]], None]] = {
             P.CAN_DO: self._can_do,
             P.CAN_DO_TIMEOUT: self._can_do_timeout,
             P.CANT_DO: self._cant_do,
             P.RESET_ABILITIES: self._reset_abilities,
-            P.PRE_SLEEP: self._pre_sleep,
-            P.GRAB_JOB: self._grab_job,
-            P.GRAB_JOB_UNIQ: self._grab_job_uniq,
             P.GRAB_JOB_ALL: self._grab_job_all,
-            P.WORK_COMPLETE: self._work_complete,
             P.WORK_FAIL: self._work_fail,
             P.WORK_EXCEPTION: self._work_exception,
             P.WORK_STATUS: self._work_status,
@@ -301,7 +299,8 @@ class Broker:
             P.SUBMIT_REDUCE_JOB_BACKGROUND: self._make_submit_reduce(background=True),
         }
         for ptype, (priority, background) in _SUBMIT_KINDS.items():
-            table[ptype] = self._make_submit(priority, background)
+            if ptype not in (_SUBMIT_JOB, _SUBMIT_JOB_BG):
+                table[ptype] = self._make_submit(priority, background)
         # ALL_YOURS and SUBMIT_JOB_SCHED are rejected as gearmand does: no handler.
         return table
 
