@@ -61,8 +61,7 @@ class Simulation:
 
     def take(self, peer: Peer) -> list[Packet]:
         """What the server wrote to ``peer``, as the peer parses it (untimed)."""
-        out = bytes(peer.out)
-        peer.out = bytearray()
+        out = peer.take_output() if peer.out else b""
         return self.peer_side[peer.id].feed(out) if out else []
 
     def work(self, worker: Peer) -> None:

@@ -62,7 +62,7 @@ def main() -> None:
                 for i in range(n))
             submitted += n
             broker.handle_packets(client, readers[client.id].feed(raw))
-            client.out = bytearray()
+            client.out.clear()
         broker.take_dirty()
     secs = time.perf_counter() - started
     gc.collect()

@@ -58,8 +58,7 @@ def _flush_all() -> None:
         for peer in broker.take_dirty():
             if peer.out:
                 entry = inbox.setdefault(id(peer), (peer, bytearray()))
-                entry[1].extend(peer.out)
-                peer.out.clear()
+                entry[1].extend(peer.take_output())
 
 
 def _read(peer: Peer) -> bytes:

@@ -115,7 +115,7 @@ def test_the_prefix_is_fixed_once_jobs_exist() -> None:
     broker.set_handle_prefix(b"H:b:")
     client = broker.connect()
     broker.handle(client, P.SUBMIT_JOB_BG, b"f", b"", b"x")
-    assert bytes(client.out).endswith(b"H:b:1")
+    assert client.take_output().endswith(b"H:b:1")
     with pytest.raises(RuntimeError):
         broker.set_handle_prefix(b"H:c:")
 

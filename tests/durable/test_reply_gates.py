@@ -127,10 +127,8 @@ class ReplyOrder(RuleBasedStateMachine):
     def flush(self) -> None:
         """What Server.flush does: take the dirty peers, write and reset their output."""
         for peer in self.broker.take_dirty():
-            out = peer.out
-            if out:
-                peer.out = bytearray()
-                for ptype, fields in self.readers[peer.id].feed(bytes(out)):
+            if peer.out:
+                for ptype, fields in self.readers[peer.id].feed(peer.take_output()):
                     self.received[peer.id].append((int(ptype), list(fields)))
 
     @invariant()
@@ -179,11 +177,9 @@ def test_released_replies_stay_ahead_of_a_new_gate() -> None:
     reader = PacketReader(expect=RES, allow_text=False)
     got = []
     for flushed in broker.take_dirty():
-        got += reader.feed(bytes(flushed.out))
-        flushed.out = bytearray()
+        got += reader.feed(flushed.take_output())
     assert got == [(P.ERROR, [b"QUEUE_ERROR", b"store down"]), (P.ECHO_RES, [b"e1"])]
     broker.persisted(store.pending.pop(0))
     for flushed in broker.take_dirty():
-        got += reader.feed(bytes(flushed.out))
-        flushed.out = bytearray()
+        got += reader.feed(flushed.take_output())
     assert got[2:] == [(P.JOB_CREATED, [b"H:t:2"])]

@@ -48,7 +48,11 @@ class Peer:
     """One connection, acting as client, worker, admin -- or all three, as in gearmand.
 
     Attributes:
-        out: bytes queued for this peer; the I/O shell writes and clears it.
+        out: byte strings queued for this peer, in order; the I/O shell joins, writes
+            and clears them (:meth:`take_output`). A list rather than a bytearray:
+            ``clear()`` shrinks a bytearray's buffer to one byte, so every flushed peer
+            paid a realloc per packet appended in the next loop iteration, and a
+            payload appended by reference is copied once, by the join.
         functions: registered functions -> round-robin sequence number (the function
             served longest ago has the smallest number, so it is preferred next).
         timeouts: CAN_DO_TIMEOUT per function, in seconds.
@@ -58,7 +62,7 @@ class Peer:
         attached: foreground jobs this peer, as a client, waits on.
         gates: while a JOB_CREATED owed to this peer waits for the store, the replies
             behind it, in order (:class:`Ack` slots and byte strings); None otherwise.
-        gate_mark: bytes of ``out`` written before the first open gate (the rest of
+        gate_mark: entries of ``out`` written before the first open gate (the rest of
             ``out`` belongs behind the gates and is moved there before a flush).
     """
 
@@ -85,7 +89,7 @@ class Peer:
     def __init__(self, peer_id: int, host: str = "", port: int = 0, fd: int = -1,
                  exceptions: bool = False) -> None:
         self.id = peer_id
-        self.out = bytearray()
+        self.out: list[bytes] = []
         self.host = host
         self.port = port
         self.fd = fd
@@ -101,6 +105,13 @@ class Peer:
         self.closed = False
         self.gates: deque[Ack | bytes] | None = None
         self.gate_mark = 0
+
+    def take_output(self) -> bytes:
+        """Everything queued for this peer as one byte string; ``out`` is left empty."""
+        out = self.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} {self.host}:{self.port} functions={len(self.functions)}>"

@@ -194,15 +194,30 @@ class PacketReader:
                 if stop > end:
                     self._need = stop - pos
                     break
+                start = pos + HEADER_SIZE
                 if arity == 0:
                     out.append((ptype, []))
                 elif arity == 1:
-                    out.append((ptype, [data[pos + HEADER_SIZE : stop]]))
+                    out.append((ptype, [data[start:stop]]))
                 else:
-                    # (Slicing each field straight out of ``data`` with find() saves
-                    # copying the payload twice, but two find() calls cost more than one
-                    # split(), even with 4 KiB payloads: measured with dispatch_bench.)
-                    out.append((ptype, data[pos + HEADER_SIZE : stop].split(b"\0", arity - 1)))
+                    # The first arity - 1 fields end at a NUL; the last is the rest (it
+                    # may hold NULs). Scanning by index is compiled to C; bytes.split()
+                    # and bytes.find() are generic method calls under mypyc, and split()
+                    # needs the body sliced out first.
+                    fields: list[bytes] = []
+                    i = start
+                    separators = arity - 1
+                    while separators:
+                        while i < stop and data[i]:
+                            i += 1
+                        if i == stop:
+                            break  # too few NULs: a short list, the dispatcher answers it
+                        fields.append(data[start:i])
+                        i += 1
+                        start = i
+                        separators -= 1
+                    fields.append(data[start:stop])
+                    out.append((ptype, fields))
                 pos = stop
         except ProtocolError as exc:
             exc.packets = out

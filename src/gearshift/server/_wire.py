@@ -28,11 +28,6 @@ from gearshift.protocol import PacketReader, ProtocolError
 
 log: Final = logging.getLogger("gearshift.server")
 
-#: Output up to this size is copied into a bytes object for the transport (see
-#: Pump.flush); larger output is handed over as it is, without a copy.
-_COPY_LIMIT: Final = 2048
-
-
 class Pump:
     """Moves the broker's output to the sockets and its timers onto the event loop.
 
@@ -77,21 +72,13 @@ class Pump:
             return
         links = self.links
         for peer in broker.take_dirty():
-            out = peer.out
-            if out:
+            if peer.out:
+                # One write per peer, of bytes (uvloop wraps anything else in a cast
+                # memoryview per write).
+                data = peer.take_output()
                 transport = links.get(peer.id)
-                if len(out) <= _COPY_LIMIT:
-                    # uvloop wraps anything but bytes in a memoryview and casts it
-                    # (two objects and a buffer export per write); copying a small
-                    # buffer into bytes is cheaper, and the bytearray keeps its room.
-                    if transport is not None:
-                        transport.write(b"" + out)  # bytes(out) is a generic type call
-                    out.clear()
-                else:
-                    # The transport may keep the buffer it was given: hand it over.
-                    peer.out = bytearray()
-                    if transport is not None:
-                        transport.write(out)
+                if transport is not None:
+                    transport.write(data)
 
     def after_batch(self) -> None:
         """The broker changed (a read, a store completion, a timer): schedule the flush,
