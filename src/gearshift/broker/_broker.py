@@ -414,10 +414,12 @@ class Broker:
             more.when = when
         if index is not None:
             index[key] = job
+        created = _JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle
         if not background:
             more = job.extras()
             more.clients = [peer]
             more.handle = handle  # JOB_ASSIGN and the work results need it again
+            more.created = created
             peer.attached.add(job)
         elif self.store is not None:
             job.state = PENDING
@@ -426,13 +428,14 @@ class Broker:
             return
         if not peer.out:
             self.dirty.append(peer)
-        peer.out.append(_JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle)
+        peer.out.append(created)
         if when:
             self._activate(job)
         else:
             self._enqueue(job)
 
     def _coalesce_onto(self, peer: Peer, job: Job, background: bool) -> None:
+        more = job.more
         if not background:
             more = job.extras()
             if more.clients is None:
@@ -462,8 +465,11 @@ class Broker:
             out = peer.out
             if not out:
                 self.dirty.append(peer)
-            handle = job.handle
-            out.append(_JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle)
+            if more is not None and more.created:
+                out.append(more.created)
+            else:
+                handle = job.handle
+                out.append(_JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle)
 
     def _activate(self, job: Job) -> None:
         """Make a created job runnable now, or schedule it for its epoch time."""

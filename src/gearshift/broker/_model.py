@@ -183,8 +183,8 @@ class JobExtras:
     saved 80 bytes per queued job.
     """
 
-    __slots__ = ("attempt", "clients", "denominator", "handle", "numerator", "reducer",
-                 "retries", "waiting", "when")
+    __slots__ = ("attempt", "clients", "created", "denominator", "handle", "numerator",
+                 "reducer", "retries", "waiting", "when")
 
     def __init__(self) -> None:
         self.clients: list[Peer] | None = None  # foreground submitters attached to it
@@ -198,6 +198,9 @@ class JobExtras:
         # The handle, kept when the extras exist anyway: a foreground job's (its packets
         # need it three times) and a replayed job's (minted by an earlier boot, seq -1).
         self.handle = b""
+        # A foreground job's JOB_CREATED packet: every submission coalesced onto it is
+        # answered with the same bytes object, built once.
+        self.created = b""
 
 
 class Job:

@@ -53,6 +53,9 @@ class Pump:
         self.on_shutdown = on_shutdown
         #: peer id -> its transport, for every open connection
         self.links: dict[int, Any] = {}
+        #: peer id -> its transport's bound ``write``: compiled code calls a method of an
+        #: untyped object by name lookup on every call, a bound method directly.
+        self.writers: dict[int, Callable[[bytes], None]] = {}
         self.loop: Any = None
         self.closing = False
         self._flush_scheduled = False
@@ -70,15 +73,15 @@ class Pump:
         broker = self.broker
         if not broker.dirty:
             return
-        links = self.links
+        writers = self.writers
         for peer in broker.take_dirty():
             if peer.out:
                 # One write per peer, of bytes (uvloop wraps anything else in a cast
                 # memoryview per write).
                 data = peer.take_output()
-                transport = links.get(peer.id)
-                if transport is not None:
-                    transport.write(data)
+                write = writers.get(peer.id)
+                if write is not None:
+                    write(data)
 
     def after_batch(self) -> None:
         """The broker changed (a read, a store completion, a timer): schedule the flush,
@@ -152,6 +155,7 @@ class GearmanConnection:
         peer = self.broker.connect(str(peername[0]), int(peername[1]), fd)
         self.peer = peer
         self.pump.links[peer.id] = transport
+        self.pump.writers[peer.id] = transport.write
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -182,6 +186,7 @@ class GearmanConnection:
             return
         pump = self.pump
         pump.links.pop(peer.id, None)
+        pump.writers.pop(peer.id, None)
         self.broker.disconnect(peer)
         pump.after_batch()
 
