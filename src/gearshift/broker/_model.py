@@ -7,6 +7,7 @@ on every submission, and attribute access on slotted classes is the cheapest Pyt
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from typing import Final
 
 from mypy_extensions import u8
@@ -117,6 +118,53 @@ class Peer:
         return f"<Peer {self.id} {self.host}:{self.port} functions={len(self.functions)}>"
 
 
+class JobQueue:
+    """A FIFO of jobs: a list and the index of its head.
+
+    Not a ``deque``: mypyc has no deque primitives, so every ``append`` and ``popleft``
+    was a method call by name (a type lookup each); these methods compile to direct
+    calls. A taken slot is cleared at once (the job may be freed) and the list is cut
+    when the queue empties, or when the taken prefix is most of it.
+    """
+
+    __slots__ = ("head", "items")
+
+    def __init__(self) -> None:
+        self.items: list[Job | None] = []
+        self.head = 0
+
+    def append(self, job: Job) -> None:
+        self.items.append(job)
+
+    def popleft(self) -> Job:
+        """The oldest entry. Raises IndexError when empty."""
+        items = self.items
+        head = self.head
+        job = items[head]
+        assert job is not None  # only slots before head are cleared
+        items[head] = None
+        head += 1
+        if head == len(items):
+            items.clear()
+            head = 0
+        elif head >= 1024 and head * 2 >= len(items):
+            del items[:head]
+            head = 0
+        self.head = head
+        return job
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.items) - self.head
+
+    def __iter__(self) -> Iterator[Job]:
+        """The entries from oldest to newest (a snapshot)."""
+        return iter([job for job in self.items[self.head:] if job is not None])
+
+
 class Function:
     """A function name with its three FIFO queues and the workers able to run it.
 
@@ -143,7 +191,7 @@ class Function:
         self.name = name
         #: the broker's handle prefix, which with a job's ``seq`` makes its handle
         self.handle_prefix = handle_prefix
-        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.queues = (JobQueue(), JobQueue(), JobQueue())
         self.queued = [0, 0, 0]
         self.running = 0
         self.scheduled = 0  # future SUBMIT_JOB_EPOCH jobs waiting in the timer heap
