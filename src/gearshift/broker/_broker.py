@@ -770,7 +770,10 @@ class Broker:
         if not funcs or self.draining:
             return None
         # The usual worker does one function: no round robin to weigh.
-        only = next(iter(funcs)) if len(funcs) == 1 else None
+        only: Function | None = None
+        if len(funcs) == 1:
+            for func in funcs:  # (compiled dict iteration; next(iter()) is generic)
+                only = func
         for prio in range(HIGH, LOW + 1):  # a C loop when compiled; a tuple was iterated
             ready = self.ready[prio]
             if not ready:
@@ -825,6 +828,7 @@ class Broker:
     def _assign(self, peer: Peer, job: Job) -> None:
         job.state = RUNNING
         job.worker = peer
+        peer.assigned = job
         # The attempt number only matters to a timeout timer, which creates the extras;
         # from then on every assignment counts, so a stale timer can tell.
         more = job.more
@@ -924,12 +928,11 @@ class Broker:
 
         ``missing`` is gearmand's text for the packet at hand (it has three).
         """
-        held = peer.held
-        if len(held) == 1:
-            # The usual worker runs one job at a time: compare handles, no table lookup.
-            for job in held:
-                if job.handle == handle:
-                    return job
+        job = peer.assigned
+        if job is not None and job.worker is peer and job.handle == handle:
+            # The usual worker reports on the job it was given last: no table lookup
+            # (job.worker is peer exactly while the job is in peer.held).
+            return job
         found = self.jobs.get(handle)
         if found is None or found.worker is not peer:
             self._send(peer, error_packet(ErrorCode.JOB_NOT_FOUND, missing))

@@ -60,6 +60,8 @@ class Peer:
         sleeping / noop_sent: PRE_SLEEP state; a peer gets at most one NOOP per sleep.
         sleep_epoch: bumped on every PRE_SLEEP so stale wake-list entries are detectable.
         held: jobs assigned to this peer as a worker.
+        assigned: the job assigned last, which a work result most likely names; held
+            while ``job.worker is peer``.
         attached: foreground jobs this peer, as a client, waits on.
         gates: while a JOB_CREATED owed to this peer waits for the store, the replies
             behind it, in order (:class:`Ack` slots and byte strings); None otherwise.
@@ -68,6 +70,7 @@ class Peer:
     """
 
     __slots__ = (
+        "assigned",
         "attached",
         "client_id",
         "closed",
@@ -103,6 +106,7 @@ class Peer:
         self.sleep_epoch = 0
         self.held: set[Job] = set()
         self.attached: set[Job] = set()
+        self.assigned: Job | None = None  # the job last assigned (it may be done since)
         self.closed = False
         self.gates: deque[Ack | bytes] | None = None
         self.gate_mark = 0
