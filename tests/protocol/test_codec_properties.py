@@ -106,3 +106,14 @@ def test_arbitrary_bytes_give_packets_or_protocol_error(data: bytes, cuts: list[
         assert error.code in (ErrorCode.INVALID_MAGIC, ErrorCode.INVALID_COMMAND,
                               ErrorCode.ARGUMENT_TOO_LARGE)
         assert error.message
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(sorted(p for p, a in ARITY.items() if a >= 2)),
+       st.lists(st.sampled_from([b"\0", b"a", b"bc", b"\0\0", b"xyz"]), max_size=12))
+def test_fields_are_split_like_bytes_split(ptype: int, pieces: list[bytes]) -> None:
+    """Any body, with any number of NULs (too few included), parses into the fields
+    ``body.split(b"\\0", arity - 1)`` gives: the codec finds separators by index."""
+    body = b"".join(pieces)
+    raw = REQ + ptype.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
+    assert PacketReader().feed(raw) == [(ptype, body.split(b"\0", ARITY[ptype] - 1))]

@@ -74,6 +74,46 @@ def header(ptype: int, body_len: int, magic: bytes = RES) -> bytes:
     return _pack_header(magic, ptype, body_len)
 
 
+def _split_fields(data: bytes, start: i64, stop: i64, arity: i64) -> list[bytes]:
+    """``data[start:stop].split(b"\\0", arity - 1)``, without slicing the body first.
+
+    The first ``arity - 1`` fields end at a NUL; the last is the rest (it may hold NULs).
+    With too few NULs the list is shorter, and the dispatcher answers that. Scanning by
+    i64 index is compiled to C, where ``bytes.split`` and ``bytes.find`` are calls by
+    name; the two- and three-field packets (every per-job packet) are built as list
+    displays, which allocate the list once instead of growing it per field.
+    """
+    i = start
+    while i < stop and data[i]:
+        i += 1
+    if i == stop:
+        return [data[start:stop]]
+    if arity == 2:
+        return [data[start:i], data[i + 1 : stop]]
+    j = i + 1
+    while j < stop and data[j]:
+        j += 1
+    if j == stop:
+        return [data[start:i], data[i + 1 : stop]]
+    if arity == 3:
+        return [data[start:i], data[i + 1 : j], data[j + 1 : stop]]
+    fields = [data[start:i], data[i + 1 : j]]
+    start = j + 1
+    i = start
+    separators = arity - 3
+    while separators:
+        while i < stop and data[i]:
+            i += 1
+        if i == stop:
+            break
+        fields.append(data[start:i])
+        i += 1
+        start = i
+        separators -= 1
+    fields.append(data[start:stop])
+    return fields
+
+
 class PacketReader:
     """Incremental parser: feed it received bytes, get back complete packets.
 
@@ -128,13 +168,13 @@ class PacketReader:
             data = bytes(pending)
             pending.clear()
         # Native 64-bit indices: mypyc then indexes bytes without tagged-int arithmetic
-        # (the per-byte separator scan below cost ~25 instructions a byte with int).
+        # (the per-byte separator scan in _split_fields cost ~25 instructions a byte with
+        # int indices).
         pos: i64 = 0
         end: i64 = len(data)
         size: i64
         stop: i64
         start: i64
-        i: i64
         out: list[Packet] = []
         arities = _ARITIES
         try:
@@ -208,24 +248,7 @@ class PacketReader:
                 elif arity == 1:
                     out.append((ptype, [data[start:stop]]))
                 else:
-                    # The first arity - 1 fields end at a NUL; the last is the rest (it
-                    # may hold NULs). Scanning by index is compiled to C; bytes.split()
-                    # and bytes.find() are generic method calls under mypyc, and split()
-                    # needs the body sliced out first.
-                    fields: list[bytes] = []
-                    i = start
-                    separators = arity - 1
-                    while separators:
-                        while i < stop and data[i]:
-                            i += 1
-                        if i == stop:
-                            break  # too few NULs: a short list, the dispatcher answers it
-                        fields.append(data[start:i])
-                        i += 1
-                        start = i
-                        separators -= 1
-                    fields.append(data[start:stop])
-                    out.append((ptype, fields))
+                    out.append((ptype, _split_fields(data, start, stop, arity)))
                 pos = stop
         except ProtocolError as exc:
             exc.packets = out
