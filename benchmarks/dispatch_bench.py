@@ -61,8 +61,9 @@ class Simulation:
 
     def take(self, peer: Peer) -> list[Packet]:
         """What the server wrote to ``peer``, as the peer parses it (untimed)."""
-        out = peer.take_output() if peer.out else b""
-        return self.peer_side[peer.id].feed(out) if out else []
+        if not peer.out:
+            return []
+        return self.peer_side[peer.id].feed(peer.take_output())
 
     def work(self, worker: Peer) -> None:
         for ptype, fields in self.take(worker):

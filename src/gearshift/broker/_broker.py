@@ -89,6 +89,12 @@ def packet(ptype: int, *fields: bytes) -> bytes:
     return RES + ptype.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
 
 
+def _created_packet(handle: bytes) -> bytes:
+    """JOB_CREATED for ``handle``. One %-format is one allocation when compiled (mypyc
+    builds it in C); each ``+`` was another."""
+    return b"%s%s%s" % (_JOB_CREATED_HEAD, len(handle).to_bytes(4, "big"), handle)
+
+
 def error_packet(code: bytes, text: str) -> bytes:
     return packet(_ERROR, code, text.encode())
 
@@ -392,10 +398,7 @@ class Broker:
         # memcmp, where the dict lookup hashes the freshly parsed name every time.
         func = self._last_function
         if func is None or func.name != name:
-            func = self.functions.get(name)
-            if func is None:
-                func = self.functions[name] = Function(name, self.jobs.prefix)
-            self._last_function = func
+            func = self._last_function = self.function(name)
         index: dict[bytes, Job] | None = None
         if unique:
             # Function.coalescing_index, inlined: this runs per submission.
@@ -420,18 +423,18 @@ class Broker:
             more.when = when
         if index is not None:
             index[key] = job
-        created = b"%s%s%s" % (_JOB_CREATED_HEAD, len(handle).to_bytes(4, "big"), handle)
+        if background and self.store is not None:
+            job.state = PENDING
+            job.extras().waiting = [self._owe(peer)]
+            self.store.add(job)
+            return
+        created = _created_packet(handle)
         if not background:
             more = job.extras()
             more.clients = [peer]
             more.handle = handle  # JOB_ASSIGN and the work results need it again
             more.created = created
             peer.attached.add(job)
-        elif self.store is not None:
-            job.state = PENDING
-            job.extras().waiting = [self._owe(peer)]
-            self.store.add(job)
-            return
         if not peer.out:
             self.dirty.append(peer)
         peer.out.append(created)
@@ -471,11 +474,8 @@ class Broker:
             out = peer.out
             if not out:
                 self.dirty.append(peer)
-            if more is not None and more.created:
-                out.append(more.created)
-            else:
-                handle = job.handle
-                out.append(_JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle)
+            out.append(more.created if more is not None and more.created
+                       else _created_packet(job.handle))
 
     def _activate(self, job: Job) -> None:
         """Make a created job runnable now, or schedule it for its epoch time."""
@@ -553,7 +553,7 @@ class Broker:
             return
         job.stored = True
         if job.waiting:
-            created = packet(P.JOB_CREATED, job.handle)
+            created = _created_packet(job.handle)
             for ack in job.waiting:
                 self._pay(ack, created)
             job.waiting = None
@@ -566,7 +566,7 @@ class Broker:
             # A foreground joiner of a job that exists without the store (a foreground
             # job a background submission joined) is still attached and will get the
             # result: it is accepted, not refused and then answered.
-            created = packet(P.JOB_CREATED, job.handle) if job.state != PENDING else err
+            created = _created_packet(job.handle) if job.state != PENDING else err
             for ack in job.waiting:
                 self._pay(ack, created if ack.foreground else err)
             job.waiting = None
@@ -584,7 +584,7 @@ class Broker:
         """persisted() for a foreground job that background submissions joined."""
         if not job.waiting:
             return
-        created = packet(P.JOB_CREATED, job.handle)
+        created = _created_packet(job.handle)
         for ack in job.waiting:
             self._pay(ack, created)
         job.waiting = None

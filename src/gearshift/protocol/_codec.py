@@ -74,42 +74,40 @@ def header(ptype: int, body_len: int, magic: bytes = RES) -> bytes:
     return _pack_header(magic, ptype, body_len)
 
 
+def _nul(data: bytes, i: i64, stop: i64) -> i64:
+    """Index of the first NUL in ``data[i:stop]``, or ``stop``. Indexing by i64 is
+    compiled to C, where ``bytes.find`` is a call by name."""
+    while i < stop and data[i]:
+        i += 1
+    return i
+
+
 def _split_fields(data: bytes, start: i64, stop: i64, arity: i64) -> list[bytes]:
     """``data[start:stop].split(b"\\0", arity - 1)``, without slicing the body first.
 
     The first ``arity - 1`` fields end at a NUL; the last is the rest (it may hold NULs).
-    With too few NULs the list is shorter, and the dispatcher answers that. Scanning by
-    i64 index is compiled to C, where ``bytes.split`` and ``bytes.find`` are calls by
-    name; the two- and three-field packets (every per-job packet) are built as list
-    displays, which allocate the list once instead of growing it per field.
+    With too few NULs the list is shorter, and the dispatcher answers that. The two- and
+    three-field packets (every per-job packet) are built as list displays, which
+    allocate the list once instead of growing it per field.
     """
-    i = start
-    while i < stop and data[i]:
-        i += 1
+    i = _nul(data, start, stop)
     if i == stop:
         return [data[start:stop]]
     if arity == 2:
         return [data[start:i], data[i + 1 : stop]]
-    j = i + 1
-    while j < stop and data[j]:
-        j += 1
+    j = _nul(data, i + 1, stop)
     if j == stop:
         return [data[start:i], data[i + 1 : stop]]
     if arity == 3:
         return [data[start:i], data[i + 1 : j], data[j + 1 : stop]]
     fields = [data[start:i], data[i + 1 : j]]
     start = j + 1
-    i = start
-    separators = arity - 3
-    while separators:
-        while i < stop and data[i]:
-            i += 1
+    for _ in range(arity - 3):
+        i = _nul(data, start, stop)
         if i == stop:
             break
         fields.append(data[start:i])
-        i += 1
-        start = i
-        separators -= 1
+        start = i + 1
     fields.append(data[start:stop])
     return fields
 

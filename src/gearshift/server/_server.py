@@ -114,8 +114,8 @@ class Server:
                 log.warning("shutdown: %d jobs still running after %.1fs; closing anyway",
                             self.broker.running_jobs, self.config.shutdown_timeout)
         self.pump.flush()
-        for transport in list(self.pump.links.values()):
-            transport.close()
+        for link in list(self.pump.links.values()):
+            link.transport.close()
         await asyncio.sleep(0)  # let connection_lost callbacks run
         self.pump.cancel_timer()
         if self.durable is not None:

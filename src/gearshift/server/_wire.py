@@ -51,11 +51,8 @@ class Pump:
         self.max_packet_size = max_packet_size
         self.tune_socket = tune_socket
         self.on_shutdown = on_shutdown
-        #: peer id -> its transport, for every open connection
-        self.links: dict[int, Any] = {}
-        #: peer id -> its transport's bound ``write``: compiled code calls a method of an
-        #: untyped object by name lookup on every call, a bound method directly.
-        self.writers: dict[int, Callable[[bytes], None]] = {}
+        #: peer id -> its connection, for every open one
+        self.links: dict[int, GearmanConnection] = {}
         self.loop: Any = None
         self.closing = False
         self._flush_scheduled = False
@@ -73,15 +70,15 @@ class Pump:
         broker = self.broker
         if not broker.dirty:
             return
-        writers = self.writers
+        links = self.links
         for peer in broker.take_dirty():
             if peer.out:
                 # One write per peer, of bytes (uvloop wraps anything else in a cast
                 # memoryview per write).
                 data = peer.take_output()
-                write = writers.get(peer.id)
-                if write is not None:
-                    write(data)
+                link = links.get(peer.id)
+                if link is not None:
+                    link.write(data)
 
     def after_batch(self) -> None:
         """The broker changed (a read, a store completion, a timer): schedule the flush,
@@ -137,6 +134,11 @@ class GearmanConnection:
     per read.
     """
 
+    #: The transport's bound ``write``, set by connection_made (a connection is listed
+    #: in Pump.links from then on): compiled code calls a method of an untyped object
+    #: by a name lookup on every call, a bound method directly.
+    write: Callable[[bytes], None]
+
     def __init__(self, pump: Pump) -> None:
         self.pump = pump
         self.broker = pump.broker
@@ -154,8 +156,8 @@ class GearmanConnection:
             self.pump.tune_socket(sock)
         peer = self.broker.connect(str(peername[0]), int(peername[1]), fd)
         self.peer = peer
-        self.pump.links[peer.id] = transport
-        self.pump.writers[peer.id] = transport.write
+        self.write = transport.write
+        self.pump.links[peer.id] = self
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -186,7 +188,6 @@ class GearmanConnection:
             return
         pump = self.pump
         pump.links.pop(peer.id, None)
-        pump.writers.pop(peer.id, None)
         self.broker.disconnect(peer)
         pump.after_batch()
 
