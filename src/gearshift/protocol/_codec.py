@@ -200,8 +200,13 @@ class PacketReader:
                 # Byte 0 is NUL (checked above); "\0REQ" and "\0RES" differ in byte 3.
                 if data[pos + 1] != 0x52 or data[pos + 2] != 0x45:  # "RE"
                     raise ProtocolError(ErrorCode.INVALID_MAGIC, "bad packet magic")
-                size = ((data[pos + 8] << 24) | (data[pos + 9] << 16)
-                        | (data[pos + 10] << 8) | data[pos + 11])
+                # Each byte converted to i64 before shifting: shifts and ors of i64 are
+                # C operators, where those of int are calls with overflow checks.
+                b0: i64 = data[pos + 8]
+                b1: i64 = data[pos + 9]
+                b2: i64 = data[pos + 10]
+                b3: i64 = data[pos + 11]
+                size = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
                 kind = data[pos + 3]
                 if kind != self._expect_kind:
                     if kind != self._other_kind:
