@@ -30,8 +30,13 @@ GRAB = encode(P.GRAB_JOB, magic=REQ)
 class Simulation:
     """A broker with client and worker peers whose traffic is played by plain calls."""
 
-    def __init__(self, clients: int, workers: int, payload: int, share: int) -> None:
+    def __init__(self, clients: int, workers: int, payload: int, share: int,
+                 functions: int = 1) -> None:
         self.broker = Broker(BrokerConfig(handle_prefix=b"H:bench:"))
+        # Every worker can do every function; submissions go round robin over them
+        # (gfill's ``funcs`` shape).
+        self.names = [b"bench"] if functions == 1 else [b"bench_%d" % i
+                                                         for i in range(functions)]
         self.data = b"x" * payload
         self.share = share
         self.submitted = 0
@@ -49,7 +54,8 @@ class Simulation:
         packets = []
         for _ in range(n):
             unique = b"u%d" % (self.submitted // self.share) if self.share > 1 else b""
-            packets.append(encode(P.SUBMIT_JOB, b"bench", unique, self.data, magic=REQ))
+            name = self.names[self.submitted % len(self.names)]
+            packets.append(encode(P.SUBMIT_JOB, name, unique, self.data, magic=REQ))
             self.submitted += 1
         return b"".join(packets)
 
@@ -82,11 +88,12 @@ class Simulation:
 
 
 def run(jobs: int, clients: int = 8, workers: int = 4, depth: int = 16,
-        payload: int = 64, share: int = 1) -> float:
+        payload: int = 64, share: int = 1, functions: int = 1) -> float:
     """Seconds the server side spends on ``jobs`` sync submissions."""
-    sim = Simulation(clients, workers, payload, share)
+    sim = Simulation(clients, workers, payload, share, functions)
     for w in sim.workers:
-        sim.feed(w, encode(P.CAN_DO, b"bench", magic=REQ) + GRAB)
+        can_do = b"".join(encode(P.CAN_DO, name, magic=REQ) for name in sim.names)
+        sim.feed(w, can_do + GRAB)
     outstanding = dict.fromkeys((c.id for c in sim.clients), 0)
     submitted = done = 0
     while done < jobs:
@@ -113,11 +120,17 @@ def main() -> None:
     parser.add_argument("--payload", type=int, default=64)
     parser.add_argument("--share", type=int, default=1, metavar="N",
                         help="N consecutive submissions share a unique key (coalesce: 4)")
+    parser.add_argument("--functions", type=int, default=1, metavar="N",
+                        help="every worker does N functions, jobs spread over them")
     args = parser.parse_args()
-    best = min(run(args.jobs, payload=args.payload, share=args.share)
+    if args.functions < 1:
+        parser.error("--functions must be at least 1")
+    best = min(run(args.jobs, payload=args.payload, share=args.share,
+                   functions=args.functions)
                for _ in range(args.repeats))
     print(f"dispatch_bench build={build_name()!r} jobs={args.jobs} payload={args.payload} "
-          f"share={args.share} server_us_per_job={best / args.jobs * 1e6:.2f}")
+          f"share={args.share} functions={args.functions} "
+          f"server_us_per_job={best / args.jobs * 1e6:.2f}")
 
 
 if __name__ == "__main__":

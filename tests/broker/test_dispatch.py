@@ -141,6 +141,35 @@ def test_round_robin_when_the_worker_has_more_functions_than_are_ready(broker: B
     assert grab(broker, w) == (P.NO_JOB, [])
 
 
+def test_round_robin_when_other_ready_functions_come_first(broker: Broker) -> None:
+    # Five ready functions the worker cannot do sit ahead of its two in the ready order:
+    # the scan of ready stops after two entries and falls back to the worker's own
+    # functions, which must still alternate rather than drain the first one.
+    c = broker.connect()
+    for i in range(5):
+        submit(broker, c, b"x%d" % i)
+    a = [submit(broker, c, b"a", b"a%d" % i) for i in range(3)]
+    b = [submit(broker, c, b"b", b"b%d" % i) for i in range(3)]
+    w = worker(broker, b"a", b"b")
+    got = [grab_handle(broker, w) for _ in range(6)]
+    assert got == [a[0], b[0], a[1], b[1], a[2], b[2]]
+    assert grab(broker, w) == (P.NO_JOB, [])
+    # ... and the other functions' jobs are still there for a worker that does them.
+    other = worker(broker, *(b"x%d" % i for i in range(5)))
+    assert len({grab_handle(broker, other) for _ in range(5)}) == 5
+
+
+def test_ready_order_rotates_between_workers_sharing_functions(broker: Broker) -> None:
+    # Two workers that do the same two functions: a function served by one worker goes
+    # to the back, so the other is offered the other function next.
+    c = broker.connect()
+    a = [submit(broker, c, b"a", b"a%d" % i) for i in range(2)]
+    b = [submit(broker, c, b"b", b"b%d" % i) for i in range(2)]
+    w1, w2 = worker(broker, b"a", b"b"), worker(broker, b"b", b"a")
+    got = [grab_handle(broker, w) for w in (w1, w2, w1, w2)]
+    assert got == [a[0], b[0], a[1], b[1]]
+
+
 def test_worker_only_gets_its_own_functions(broker: Broker) -> None:
     c = broker.connect()
     submit(broker, c, b"other")

@@ -54,8 +54,9 @@ class Peer:
             ``clear()`` shrinks a bytearray's buffer to one byte, so every flushed peer
             paid a realloc per packet appended in the next loop iteration, and a
             payload appended by reference is copied once, by the join.
-        functions: registered functions -> round-robin sequence number (the function
-            served longest ago has the smallest number, so it is preferred next).
+        functions: registered functions -> round-robin sequence number, stamped at
+            registration and when ``Broker._pick`` had to choose among the worker's own
+            functions (the one served longest ago there has the smallest number).
         timeouts: CAN_DO_TIMEOUT per function, in seconds.
         sleeping / noop_sent: PRE_SLEEP state; a peer gets at most one NOOP per sleep.
         sleep_epoch: bumped on every PRE_SLEEP so stale wake-list entries are detectable.
