@@ -507,9 +507,11 @@ class Broker:
         func = job.function
         prio = job.priority
         func.queues[prio].append(job)
-        if not func.queued[prio]:
+        queued = func.queued
+        count = queued[prio]  # (an augmented assignment to an item is a generic add)
+        if not count:
             self.ready[prio][func] = None
-        func.queued[prio] += 1
+        queued[prio] = count + 1
         if func.sleepers:
             self._wake(func)
 

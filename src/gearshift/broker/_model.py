@@ -196,7 +196,9 @@ class Function:
         self.name = name
         #: the broker's handle prefix, which with a job's ``seq`` makes its handle
         self.handle_prefix = handle_prefix
-        self.queues = (JobQueue(), JobQueue(), JobQueue())
+        # Declared variable-length: mypyc keeps a fixed-length tuple unboxed and builds a
+        # new tuple object for every access by a variable index (a job's priority).
+        self.queues: tuple[JobQueue, ...] = (JobQueue(), JobQueue(), JobQueue())
         self.queued = [0, 0, 0]
         self.running = 0
         self.scheduled = 0  # future SUBMIT_JOB_EPOCH jobs waiting in the timer heap
