@@ -170,6 +170,20 @@ def test_ready_order_rotates_between_workers_sharing_functions(broker: Broker) -
     assert got == [a[0], b[0], a[1], b[1]]
 
 
+def test_round_robin_spans_priorities(broker: Broker) -> None:
+    # The function just served goes behind the others at every priority: after a's HIGH
+    # job, b's NORMAL job comes before a's (gearmand 2.0; the differential scenario
+    # priority_two_functions pins the same order against the real gearmand's).
+    c = broker.connect()
+    a_high = submit(broker, c, b"a", b"a-high", ptype=P.SUBMIT_JOB_HIGH_BG)
+    a_normal = submit(broker, c, b"a", b"a-normal", ptype=P.SUBMIT_JOB_BG)
+    b_low = submit(broker, c, b"b", b"b-low", ptype=P.SUBMIT_JOB_LOW_BG)
+    b_normal = submit(broker, c, b"b", b"b-normal", ptype=P.SUBMIT_JOB_BG)
+    w = worker(broker, b"a", b"b")
+    got = [grab_handle(broker, w) for _ in range(4)]
+    assert got == [a_high, b_normal, a_normal, b_low]
+
+
 def test_worker_only_gets_its_own_functions(broker: Broker) -> None:
     c = broker.connect()
     submit(broker, c, b"other")

@@ -815,6 +815,15 @@ class Broker:
                 # ones, so the scan in _pick cannot starve them.
                 del ready[best]
                 ready[best] = None
+            # ... at every priority: the function just served goes to the back wherever
+            # it waits (gearmand 2.0's round robin; `priority_two_functions` in the
+            # differential tests): after a's HIGH job, b's NORMAL one before a's.
+            for other in range(HIGH, LOW + 1):
+                if other != prio:
+                    waiting = self.ready[other]
+                    if len(waiting) > 1 and best in waiting:
+                        del waiting[best]
+                        waiting[best] = None
             return job
         return None
 
