@@ -810,20 +810,14 @@ class Broker:
             if not left:
                 del ready[best]
                 queue.clear()
-            elif len(ready) > 1:
-                # Rotate: a function that still has jobs goes behind the other ready
-                # ones, so the scan in _pick cannot starve them.
-                del ready[best]
-                ready[best] = None
-            # ... at every priority: the function just served goes to the back wherever
-            # it waits (gearmand 2.0's round robin; `priority_two_functions` in the
-            # differential tests): after a's HIGH job, b's NORMAL one before a's.
-            for other in range(HIGH, LOW + 1):
-                if other != prio:
-                    waiting = self.ready[other]
-                    if len(waiting) > 1 and best in waiting:
-                        del waiting[best]
-                        waiting[best] = None
+            # Round robin (gearmand 2.0; `priority_two_functions` in the differential
+            # tests): the function just served goes behind the others at every priority
+            # where it still waits, so the scan in _pick cannot starve them, and after
+            # a's HIGH job b's NORMAL one comes before a's.
+            for waiting in self.ready:
+                if len(waiting) > 1 and best in waiting:
+                    del waiting[best]
+                    waiting[best] = None
             return job
         return None
 
