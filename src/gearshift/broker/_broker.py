@@ -83,7 +83,7 @@ MAX_CLIENT_ID: Final = 127
 _EPOCH_TIMER: Final = -1  # attempt marker of a timer entry that releases a scheduled job
 
 
-#: Body sizes below this are encoded from a table built at import (~300 KB).
+#: Body sizes below this are encoded from a table built at import (~360 KiB measured).
 _SIZE_TABLE_LIMIT: Final = 8192
 _SIZE_TABLE: Final = tuple(n.to_bytes(4, "big") for n in range(_SIZE_TABLE_LIMIT))
 
