@@ -66,19 +66,42 @@ class Pump:
         return GearmanConnection(self)
 
     def flush(self) -> None:
-        """Write every peer's pending output: one write per peer."""
+        """Write every peer's pending output: one write per peer, workers first.
+
+        Workers go first because they are the critical path: a worker holds one job at
+        a time, so throughput is (workers) / (its JOB_ASSIGN -> WORK_COMPLETE + GRAB_JOB
+        round trip), while a client has jobs in flight and does not wait on one reply.
+        Each loopback write runs the receiver's TCP work and wake-up inside the system
+        call, so writing the workers' JOB_ASSIGN and NOOP before the clients' JOB_CREATED
+        and WORK_COMPLETE lets the workers start that much sooner. Measured 2026-12-01
+        (gload, interleaved, medians; docs/architecture.md): sync 37.1k -> 40.8k jobs/s,
+        coalesce 134k -> 153k, polls per sync job 0.60 -> 0.35; payload4k and depth-1
+        latency unchanged.
+        """
         broker = self.broker
         if not broker.dirty:
             return
         links = self.links
-        for peer in broker.take_dirty():
+        dirty = broker.take_dirty()
+        later = False
+        for peer in dirty:
             if peer.out:
+                if not peer.functions:
+                    later = True
+                    continue
                 # One write per peer, of bytes (uvloop wraps anything else in a cast
                 # memoryview per write).
                 data = peer.take_output()
                 link = links.get(peer.id)
                 if link is not None:
                     link.write(data)
+        if later:
+            for peer in dirty:
+                if peer.out:
+                    data = peer.take_output()
+                    link = links.get(peer.id)
+                    if link is not None:
+                        link.write(data)
 
     def after_batch(self) -> None:
         """The broker changed (a read, a store completion, a timer): schedule the flush,

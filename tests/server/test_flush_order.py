@@ -1,0 +1,103 @@
+"""The order in which one loop iteration's output leaves: workers' before clients'.
+
+A worker holds one job at a time, so the server's throughput follows the worker's round
+trip; :meth:`Pump.flush` therefore writes the workers' JOB_ASSIGN and NOOP before the
+clients' replies (docs/architecture.md, "The hot path"). These tests drive the broker with
+plain calls and record the writes of each connection in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gearshift.broker import Broker, BrokerConfig, Peer
+from gearshift.protocol import RES, PacketReader, PacketType
+from gearshift.server._wire import Pump
+
+P = PacketType
+
+
+class RecordingTransport:
+    """Just enough of a transport for ``connection_made``; writes go to a shared log."""
+
+    def __init__(self, name: str, log: list[tuple[str, bytes]]) -> None:
+        self.name = name
+        self.log = log
+
+    def get_extra_info(self, key: str) -> Any:
+        return None
+
+    def write(self, data: bytes) -> None:
+        self.log.append((self.name, data))
+
+
+def _setup() -> tuple[Broker, Pump, list[tuple[str, bytes]]]:
+    broker = Broker(BrokerConfig())
+    pump = Pump(broker, 1 << 20, lambda sock: None, lambda how: None)
+    return broker, pump, []
+
+
+def _connect(pump: Pump, name: str, log: list[tuple[str, bytes]]) -> Peer:
+    """A connection made over a recording transport; its broker-side peer."""
+    link = pump.connection()
+    link.connection_made(RecordingTransport(name, log))
+    assert link.peer is not None
+    return link.peer
+
+
+def _decode(data: bytes) -> list[tuple[int, list[bytes]]]:
+    return PacketReader(expect=RES, allow_text=False).feed(data)
+
+
+def test_noop_to_a_sleeping_worker_is_written_before_the_clients_job_created() -> None:
+    broker, pump, log = _setup()
+    worker, client = _connect(pump, "worker", log), _connect(pump, "client", log)
+    broker.handle_packets(worker, [(P.CAN_DO, [b"f"]), (P.PRE_SLEEP, [])])
+    pump.flush()
+    assert log == []
+    # The client's JOB_CREATED is queued first, the worker's NOOP second.
+    broker.handle_packets(client, [(P.SUBMIT_JOB, [b"f", b"", b"x"])])
+    pump.flush()
+    assert [name for name, _ in log] == ["worker", "client"]
+    assert _decode(log[0][1]) == [(P.NOOP, [])]
+    [(ptype, [handle])] = _decode(log[1][1])
+    assert ptype == P.JOB_CREATED
+    assert handle.startswith(b"H:")
+
+
+def test_next_job_assign_is_written_before_the_finished_jobs_work_complete() -> None:
+    broker, pump, log = _setup()
+    worker, client = _connect(pump, "worker", log), _connect(pump, "client", log)
+    broker.handle_packets(worker, [(P.CAN_DO, [b"f"])])
+    broker.handle_packets(client, [(P.SUBMIT_JOB, [b"f", b"", b"one"]),
+                                        (P.SUBMIT_JOB, [b"f", b"", b"two"])])
+    broker.handle_packets(worker, [(P.GRAB_JOB, [])])
+    pump.flush()
+    created = [p for name, data in log if name == "client" for p in _decode(data)]
+    assert [t for t, _ in created] == [P.JOB_CREATED, P.JOB_CREATED]
+    first, second = (fields[0] for _, fields in created)
+    log.clear()
+    # One read from the worker: the result (client output queued first), the next grab.
+    broker.handle_packets(worker, [(P.WORK_COMPLETE, [first, b"r1"]),
+                                        (P.GRAB_JOB, [])])
+    pump.flush()
+    assert [name for name, _ in log] == ["worker", "client"]
+    assert _decode(log[0][1]) == [(P.JOB_ASSIGN, [second, b"f", b"two"])]
+    assert _decode(log[1][1]) == [(P.WORK_COMPLETE, [first, b"r1"])]
+
+
+def test_every_dirty_peer_is_written_once_whatever_the_roles() -> None:
+    broker, pump, log = _setup()
+    clients = [_connect(pump, f"client{i}", log) for i in range(3)]
+    worker = _connect(pump, "worker", log)
+    broker.handle_packets(worker, [(P.CAN_DO, [b"f"]), (P.PRE_SLEEP, [])])
+    for client in clients:
+        broker.handle_packets(client, [(P.SUBMIT_JOB, [b"f", b"", b"x"]),
+                                          (P.ECHO_REQ, [b"ping"])])
+    pump.flush()
+    names = [name for name, _ in log]
+    assert names == ["worker", "client0", "client1", "client2"]
+    for name, data in log[1:]:
+        assert [t for t, _ in _decode(data)] == [P.JOB_CREATED, P.ECHO_RES], name
+    pump.flush()  # nothing left: no second write to anyone
+    assert len(log) == 4
