@@ -2,16 +2,18 @@
 
 A worker holds one job at a time, so the server's throughput follows the worker's round
 trip; :meth:`Pump.flush` therefore writes the workers' JOB_ASSIGN and NOOP before the
-clients' replies (docs/architecture.md, "The hot path"). These tests drive the broker with
-plain calls and record the writes of each connection in order.
+clients' replies, and a worker's replies to its own read (its next JOB_ASSIGN) leave at
+once, before the loop's flush (docs/architecture.md, "The hot path"). These tests drive
+the broker with plain calls and record the writes of each connection in order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gearshift.broker import Broker, BrokerConfig, Peer
-from gearshift.protocol import RES, PacketReader, PacketType
+from gearshift.protocol import RES, PacketReader, PacketType, encode_request
 from gearshift.server._wire import Pump
 
 P = PacketType
@@ -101,3 +103,36 @@ def test_every_dirty_peer_is_written_once_whatever_the_roles() -> None:
         assert [t for t, _ in _decode(data)] == [P.JOB_CREATED, P.ECHO_RES], name
     pump.flush()  # nothing left: no second write to anyone
     assert len(log) == 4
+
+
+class RecordingLoop:
+    """Stands in for the event loop: the flush callback is kept, not run."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.callbacks.append(callback)
+
+
+def test_a_workers_reply_to_its_own_read_is_written_before_the_loop_flushes() -> None:
+    _, pump, log = _setup()
+    loop = RecordingLoop()
+    pump.loop = loop
+    worker_link, client_link = pump.connection(), pump.connection()
+    worker_link.connection_made(RecordingTransport("worker", log))
+    client_link.connection_made(RecordingTransport("client", log))
+    worker_link.data_received(encode_request(P.CAN_DO, b"f"))
+    client_link.data_received(encode_request(P.SUBMIT_JOB, b"f", b"", b"x"))
+    # A client's replies wait for the flush, where its other replies may join them.
+    assert log == []
+    worker_link.data_received(encode_request(P.GRAB_JOB))
+    [(name, data)] = log
+    assert name == "worker"
+    [(ptype, [handle, function, payload])] = _decode(data)
+    assert (ptype, function, payload) == (P.JOB_ASSIGN, b"f", b"x")
+    # The flush the loop would run next writes the rest, and nothing twice.
+    assert len(loop.callbacks) == 1
+    loop.callbacks.pop()()
+    assert [name for name, _ in log] == ["worker", "client"]
+    assert _decode(log[1][1]) == [(P.JOB_CREATED, [handle])]

@@ -34,7 +34,8 @@ class Pump:
     Writing is deferred to one ``call_soon`` callback per loop iteration, so the replies
     caused by every socket that was readable in that iteration leave in one ``write`` per
     peer; under load this halves the send() calls (measured: they were 42% of samples
-    when flushing after each read).
+    when flushing after each read). The exception is a worker's reply to its own read,
+    written by :meth:`GearmanConnection.data_received` at once.
 
     Args:
         broker: the dispatcher whose ``Peer.out`` buffers this writes.
@@ -192,6 +193,15 @@ class GearmanConnection:
             self._reject(peer, exc)
             return
         self.broker.handle_packets(peer, packets)
+        if peer.functions and peer.out and peer.gates is None:
+            # A worker's replies to its own read (its next JOB_ASSIGN, NO_JOB) leave now
+            # rather than at the flush: the worker is the critical path (see
+            # Pump.flush), and nothing else is going to be added for it in this
+            # iteration, since it holds a job or was just told there is none.
+            # Measured (gload, medians of interleaved runs): sync 44.6k -> 47.8k jobs/s,
+            # coalesce 151k -> 168k, payload4k 37.7k -> 41.8k, depth-1 p50 278 -> 259 us;
+            # writes per sync job 1.98 -> 1.70.
+            self.write(peer.take_output())
         self.pump.after_batch()
 
     def _reject(self, peer: Peer, error: ProtocolError) -> None:
