@@ -1,10 +1,11 @@
-"""The order in which one loop iteration's output leaves: workers' before clients'.
+"""The order in which one loop iteration's output leaves: what a worker waits on first.
 
 A worker holds one job at a time, so the server's throughput follows the worker's round
-trip; :meth:`Pump.flush` therefore writes the workers' JOB_ASSIGN and NOOP before the
-clients' replies, and a worker's replies to its own read (its next JOB_ASSIGN) leave at
-once, before the loop's flush (docs/architecture.md, "The hot path"). These tests drive
-the broker with plain calls and record the writes of each connection in order.
+trip; :meth:`Pump.flush` therefore writes peers with a JOB_ASSIGN or NOOP queued
+(``Peer.urgent``) before the others, a worker's JOB_ASSIGN leaves at the end of its own
+read, and a NO_JOB waits its turn behind clients' results (docs/architecture.md, "The
+hot path"). These tests drive the broker with plain calls and record the writes of each
+connection in order.
 """
 
 from __future__ import annotations
@@ -136,3 +137,43 @@ def test_a_workers_reply_to_its_own_read_is_written_before_the_loop_flushes() ->
     loop.callbacks.pop()()
     assert [name for name, _ in log] == ["worker", "client"]
     assert _decode(log[1][1]) == [(P.JOB_CREATED, [handle])]
+
+
+def test_no_job_waits_for_the_flush_and_follows_the_clients_result() -> None:
+    # Depth 1: the client's WORK_COMPLETE is what the next submission waits on; the
+    # worker's NO_JOB only sends it to sleep, so it neither leaves at once nor first.
+    _, pump, log = _setup()
+    loop = RecordingLoop()
+    pump.loop = loop
+    worker_link, client_link = pump.connection(), pump.connection()
+    worker_link.connection_made(RecordingTransport("worker", log))
+    client_link.connection_made(RecordingTransport("client", log))
+    worker_link.data_received(encode_request(P.CAN_DO, b"f"))
+    client_link.data_received(encode_request(P.SUBMIT_JOB, b"f", b"", b"x"))
+    worker_link.data_received(encode_request(P.GRAB_JOB))
+    loop.callbacks.pop()()
+    [(ptype, [handle, _, _])] = _decode(log[0][1])
+    assert ptype == P.JOB_ASSIGN
+    log.clear()
+    worker_link.data_received(encode_request(P.WORK_COMPLETE, handle, b"done")
+                              + encode_request(P.GRAB_JOB))
+    assert log == []
+    loop.callbacks.pop()()
+    assert [name for name, _ in log] == ["client", "worker"]
+    assert _decode(log[0][1]) == [(P.WORK_COMPLETE, [handle, b"done"])]
+    assert _decode(log[1][1]) == [(P.NO_JOB, [])]
+
+
+def test_the_noop_answering_pre_sleep_with_a_job_waiting_is_written_at_once() -> None:
+    _, pump, log = _setup()
+    loop = RecordingLoop()
+    pump.loop = loop
+    worker_link, client_link = pump.connection(), pump.connection()
+    worker_link.connection_made(RecordingTransport("worker", log))
+    client_link.connection_made(RecordingTransport("client", log))
+    client_link.data_received(encode_request(P.SUBMIT_JOB, b"f", b"", b"x"))
+    loop.callbacks.pop()()
+    log.clear()
+    # The job was queued before the worker could do it: PRE_SLEEP finds it waiting.
+    worker_link.data_received(encode_request(P.CAN_DO, b"f") + encode_request(P.PRE_SLEEP))
+    assert [(name, _decode(data)) for name, data in log] == [("worker", [(P.NOOP, [])])]

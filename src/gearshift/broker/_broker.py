@@ -743,6 +743,7 @@ class Broker:
         peer.sleeping = True
         if self._has_job_for(peer):
             peer.noop_sent = True
+            peer.urgent = True
             self._send(peer, NOOP_PACKET)
             return
         peer.noop_sent = False
@@ -774,6 +775,7 @@ class Broker:
             if (peer.sleeping and not peer.noop_sent and peer.sleep_epoch == epoch
                     and not peer.closed and func in peer.functions):
                 peer.noop_sent = True
+                peer.urgent = True
                 if not peer.out:
                     self.dirty.append(peer)
                 peer.out.append(NOOP_PACKET)
@@ -861,6 +863,7 @@ class Broker:
         job.state = RUNNING
         job.worker = peer
         peer.assigned = job
+        peer.urgent = True  # the JOB_ASSIGN the caller queues
         # The attempt number only matters to a timeout timer, which creates the extras;
         # from then on every assignment counts, so a stale timer can tell.
         more = job.more

@@ -68,6 +68,10 @@ class Peer:
             behind it, in order (:class:`Ack` slots and byte strings); None otherwise.
         gate_mark: entries of ``out`` written before the first open gate (the rest of
             ``out`` belongs behind the gates and is moved there before a flush).
+        urgent: ``out`` holds a JOB_ASSIGN or a NOOP, which a worker waits on before it
+            can do anything; the I/O shell writes such a peer before the others (and a
+            worker's JOB_ASSIGN at once), see ``server._wire``. Cleared by
+            :meth:`take_output`.
     """
 
     __slots__ = (
@@ -89,6 +93,7 @@ class Peer:
         "sleep_epoch",
         "sleeping",
         "timeouts",
+        "urgent",
     )
 
     def __init__(self, peer_id: int, host: str = "", port: int = 0, fd: int = -1,
@@ -111,12 +116,14 @@ class Peer:
         self.closed = False
         self.gates: deque[Ack | bytes] | None = None
         self.gate_mark = 0
+        self.urgent = False
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""
         out = self.out
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self.urgent = False
         return data
 
     def __repr__(self) -> str:

@@ -67,28 +67,30 @@ class Pump:
         return GearmanConnection(self)
 
     def flush(self) -> None:
-        """Write every peer's pending output: one write per peer, workers first.
+        """Write every peer's pending output: one write per peer, urgent ones first.
 
-        Workers go first because they are the critical path: a worker holds one job at
-        a time, so throughput is (workers) / (its JOB_ASSIGN -> WORK_COMPLETE + GRAB_JOB
-        round trip), while a client has jobs in flight and does not wait on one reply.
-        Each loopback write runs the receiver's TCP work and wake-up inside the system
-        call, so writing the workers' JOB_ASSIGN and NOOP before the clients' JOB_CREATED
-        and WORK_COMPLETE lets the workers start that much sooner. Measured 2026-12-01
-        (gload, interleaved, medians; docs/architecture.md): sync 37.1k -> 40.8k jobs/s,
-        coalesce 134k -> 153k, polls per sync job 0.60 -> 0.35; payload4k and depth-1
-        latency unchanged.
+        A peer is urgent (``Peer.urgent``) when its output holds a JOB_ASSIGN or a NOOP:
+        a worker holds one job at a time, so throughput is (workers) / (its JOB_ASSIGN ->
+        WORK_COMPLETE + GRAB_JOB round trip), and a sleeping worker does nothing until
+        its NOOP arrives, while a client has jobs in flight and does not wait on one
+        reply. Each loopback write runs the receiver's TCP work and wake-up inside the
+        system call, so the order of the writes is the order in which the peers can act.
+        A worker's JOB_ASSIGN does not even wait for this flush (``data_received``).
+        A NO_JOB is not urgent: at depth 1 it would otherwise delay the client's
+        WORK_COMPLETE, which the next submission waits on. Measured 2026-12-01 (gload,
+        interleaved, medians; docs/architecture.md): sync 37.1k -> 40.8k jobs/s and
+        coalesce 134k -> 153k for writing workers first, polls per sync job 0.60 -> 0.35.
         """
         broker = self.broker
         if not broker.dirty:
             return
         links = self.links
         dirty = broker.take_dirty()
-        later = False
+        rest = False
         for peer in dirty:
             if peer.out:
-                if not peer.functions:
-                    later = True
+                if not peer.urgent:
+                    rest = True
                     continue
                 # One write per peer, of bytes (uvloop wraps anything else in a cast
                 # memoryview per write).
@@ -96,7 +98,7 @@ class Pump:
                 link = links.get(peer.id)
                 if link is not None:
                     link.write(data)
-        if later:
+        if rest:
             for peer in dirty:
                 if peer.out:
                     data = peer.take_output()
@@ -193,14 +195,12 @@ class GearmanConnection:
             self._reject(peer, exc)
             return
         self.broker.handle_packets(peer, packets)
-        if peer.functions and peer.out and peer.gates is None:
-            # A worker's replies to its own read (its next JOB_ASSIGN, NO_JOB) leave now
-            # rather than at the flush: the worker is the critical path (see
-            # Pump.flush), and nothing else is going to be added for it in this
-            # iteration, since it holds a job or was just told there is none.
-            # Measured (gload, medians of interleaved runs): sync 44.6k -> 47.8k jobs/s,
-            # coalesce 151k -> 168k, payload4k 37.7k -> 41.8k, depth-1 p50 278 -> 259 us;
-            # writes per sync job 1.98 -> 1.70.
+        if peer.urgent and peer.gates is None:
+            # A worker's JOB_ASSIGN (or the NOOP answering its PRE_SLEEP) leaves now
+            # rather than at the flush: the worker waits on it (see Pump.flush), and
+            # nothing else is added for a worker that was just given a job. Its NO_JOB
+            # waits for the flush like any other reply: a worker told there is nothing
+            # is not on anyone's critical path, and a client's reply is.
             self.write(peer.take_output())
         self.pump.after_batch()
 
