@@ -8,16 +8,26 @@ Layout under a key prefix (default ``gearshift:``):
 * ``<prefix>order`` - a sorted set of handles scored by insertion sequence (replay order).
 * ``<prefix>seq`` and ``<prefix>boot`` - counters.
 
-Each batch is ONE Lua script call. Redis runs a script without interleaving other
-commands, and the script checks every precondition (no duplicate handle) before its
-first write, so a batch is all or nothing. The script names keys it computes itself,
-so this backend needs a single Redis server (not Redis Cluster). Durability is Redis's
-own: run it with ``appendonly yes`` (``appendfsync always`` for no loss at all).
+Each batch is ONE Lua script call, with four arguments: the prefix, then the added jobs'
+fields, the removed handles and the retry counts, each section one string of
+``<length>:<bytes>`` fields that the script splits. One argument per field (8 per job)
+made redis-py's asyncio ``pack_command``, a Python loop that re-joins a growing buffer
+per argument, cost the server ~9 us of CPU per durable job (add + remove, 250-job
+batches); packed, ~5 us, and `durable-redis` under gfill went 14.3k -> 15.2k jobs/s with
+user CPU 42 -> 34 us per job (2026-12-01, medians of 5 interleaved runs). The stored
+layout is unchanged.
+
+Redis runs a script without interleaving other commands, and the script checks every
+precondition (no duplicate handle) before its first write, so a batch is all or nothing.
+The script names keys it computes itself, so this backend needs a single Redis server
+(not Redis Cluster). Durability is Redis's own: run it with ``appendonly yes``
+(``appendfsync always`` for no loss at all).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,39 +42,43 @@ COMMAND_TIMEOUT_S = 30.0
 LOAD_CHUNK = 1000
 
 _APPLY = """
+local function fields(s)
+  local out, pos, n = {}, 1, #s
+  while pos <= n do
+    local colon = string.find(s, ':', pos, true)
+    local size = tonumber(string.sub(s, pos, colon - 1))
+    out[#out + 1] = string.sub(s, colon + 1, colon + size)
+    pos = colon + size + 1
+  end
+  return out
+end
 local p = ARGV[1]
-local nadd = tonumber(ARGV[2])
-local i = 3
+local adds, removes, retries = fields(ARGV[2]), fields(ARGV[3]), fields(ARGV[4])
 local seen = {}
-for k = 0, nadd - 1 do
-  local h = ARGV[i + k * 8]
+for b = 1, #adds, 8 do
+  local h = adds[b]
   if seen[h] or redis.call('EXISTS', p .. 'job:' .. h) == 1 then
     return redis.error_reply('job handle already stored: ' .. h)
   end
   seen[h] = true
 end
+local nadd = #adds / 8
 local seq = 0
 if nadd > 0 then seq = redis.call('INCRBY', p .. 'seq', nadd) - nadd end
 for k = 0, nadd - 1 do
-  local b = i + k * 8
-  local h = ARGV[b]
-  redis.call('HSET', p .. 'job:' .. h, 'f', ARGV[b + 1], 'u', ARGV[b + 2], 'd', ARGV[b + 3],
-             'p', ARGV[b + 4], 'w', ARGV[b + 5], 'r', ARGV[b + 6], 'n', ARGV[b + 7])
+  local b = 1 + k * 8
+  local h = adds[b]
+  redis.call('HSET', p .. 'job:' .. h, 'f', adds[b + 1], 'u', adds[b + 2], 'd', adds[b + 3],
+             'p', adds[b + 4], 'w', adds[b + 5], 'r', adds[b + 6], 'n', adds[b + 7])
   redis.call('ZADD', p .. 'order', seq + k + 1, h)
 end
-i = i + nadd * 8
-local nrem = tonumber(ARGV[i])
-i = i + 1
-for k = 0, nrem - 1 do
-  redis.call('DEL', p .. 'job:' .. ARGV[i + k])
-  redis.call('ZREM', p .. 'order', ARGV[i + k])
+for _, h in ipairs(removes) do
+  redis.call('DEL', p .. 'job:' .. h)
+  redis.call('ZREM', p .. 'order', h)
 end
-i = i + nrem
-local nret = tonumber(ARGV[i])
-i = i + 1
-for k = 0, nret - 1 do
-  local key = p .. 'job:' .. ARGV[i + 2 * k]
-  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'n', ARGV[i + 2 * k + 1]) end
+for b = 1, #retries, 2 do
+  local key = p .. 'job:' .. retries[b]
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'n', retries[b + 1]) end
 end
 return nadd
 """
@@ -157,15 +171,14 @@ class RedisStore(Store):
         batch = batch.normalized()
         if not batch:
             return
-        args: list[bytes | int] = [self.prefix, len(batch.adds)]
-        for j in batch.adds:
-            args += [j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
-                     j.retries]
-        args.append(len(batch.removes))
-        args += batch.removes
-        args.append(len(batch.retries))
-        for handle, count in batch.retries.items():
-            args += [handle, count]
+        adds = _netstrings(
+            value for j in batch.adds
+            for value in (j.handle, j.function, j.unique, j.data, b"%d" % j.priority,
+                          b"%d" % j.when, j.reducer, b"%d" % j.retries))
+        removes = _netstrings(batch.removes)
+        retries = _netstrings(value for handle, count in batch.retries.items()
+                              for value in (handle, b"%d" % count))
+        args = [self.prefix, adds, removes, retries]
         self._connect()
         try:
             await self._script(keys=[], args=args)
@@ -176,6 +189,12 @@ class RedisStore(Store):
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+def _netstrings(values: Iterable[bytes]) -> bytes:
+    """``values`` as one script argument: each as ``<length>:<bytes>``, so any byte,
+    NUL or colon included, can appear in a field."""
+    return b"".join([b"%d:%s" % (len(value), value) for value in values])
 
 
 def _job(handle: bytes, row: dict[bytes, bytes]) -> StoredJob:
