@@ -34,8 +34,8 @@ class Pump:
     Writing is deferred to one ``call_soon`` callback per loop iteration, so the replies
     caused by every socket that was readable in that iteration leave in one ``write`` per
     peer; under load this halves the send() calls (measured: they were 42% of samples
-    when flushing after each read). The exception is a worker's reply to its own read,
-    written by :meth:`GearmanConnection.data_received` at once.
+    when flushing after each read). The exception is the JOB_ASSIGN (or NOOP) a worker's
+    own read earns it, which :meth:`GearmanConnection.data_received` writes at once.
 
     Args:
         broker: the dispatcher whose ``Peer.out`` buffers this writes.
