@@ -15,7 +15,7 @@ from typing import Any
 
 from gearshift.broker import Broker, BrokerConfig, Peer
 from gearshift.protocol import RES, PacketReader, PacketType, encode_request
-from gearshift.server._wire import Pump
+from gearshift.server._wire import GearmanConnection, Pump
 
 P = PacketType
 
@@ -116,13 +116,21 @@ class RecordingLoop:
         self.callbacks.append(callback)
 
 
-def test_a_workers_reply_to_its_own_read_is_written_before_the_loop_flushes() -> None:
+def _worker_and_client() -> tuple[RecordingLoop, list[tuple[str, bytes]],
+                                  GearmanConnection, GearmanConnection]:
+    """Two connections fed through ``data_received``, as the event loop would, with the
+    loop's flush callback held back until the test runs it."""
     _, pump, log = _setup()
     loop = RecordingLoop()
     pump.loop = loop
     worker_link, client_link = pump.connection(), pump.connection()
     worker_link.connection_made(RecordingTransport("worker", log))
     client_link.connection_made(RecordingTransport("client", log))
+    return loop, log, worker_link, client_link
+
+
+def test_a_workers_reply_to_its_own_read_is_written_before_the_loop_flushes() -> None:
+    loop, log, worker_link, client_link = _worker_and_client()
     worker_link.data_received(encode_request(P.CAN_DO, b"f"))
     client_link.data_received(encode_request(P.SUBMIT_JOB, b"f", b"", b"x"))
     # A client's replies wait for the flush, where its other replies may join them.
@@ -142,12 +150,7 @@ def test_a_workers_reply_to_its_own_read_is_written_before_the_loop_flushes() ->
 def test_no_job_waits_for_the_flush_and_follows_the_clients_result() -> None:
     # Depth 1: the client's WORK_COMPLETE is what the next submission waits on; the
     # worker's NO_JOB only sends it to sleep, so it neither leaves at once nor first.
-    _, pump, log = _setup()
-    loop = RecordingLoop()
-    pump.loop = loop
-    worker_link, client_link = pump.connection(), pump.connection()
-    worker_link.connection_made(RecordingTransport("worker", log))
-    client_link.connection_made(RecordingTransport("client", log))
+    loop, log, worker_link, client_link = _worker_and_client()
     worker_link.data_received(encode_request(P.CAN_DO, b"f"))
     client_link.data_received(encode_request(P.SUBMIT_JOB, b"f", b"", b"x"))
     worker_link.data_received(encode_request(P.GRAB_JOB))
@@ -165,12 +168,7 @@ def test_no_job_waits_for_the_flush_and_follows_the_clients_result() -> None:
 
 
 def test_the_noop_answering_pre_sleep_with_a_job_waiting_is_written_at_once() -> None:
-    _, pump, log = _setup()
-    loop = RecordingLoop()
-    pump.loop = loop
-    worker_link, client_link = pump.connection(), pump.connection()
-    worker_link.connection_made(RecordingTransport("worker", log))
-    client_link.connection_made(RecordingTransport("client", log))
+    loop, log, worker_link, client_link = _worker_and_client()
     client_link.data_received(encode_request(P.SUBMIT_JOB, b"f", b"", b"x"))
     loop.callbacks.pop()()
     log.clear()
