@@ -84,27 +84,26 @@ class Pump:
         broker = self.broker
         if not broker.dirty:
             return
-        links = self.links
         dirty = broker.take_dirty()
         rest = False
         for peer in dirty:
             if peer.out:
-                if not peer.urgent:
+                if peer.urgent:
+                    self._write(peer)
+                else:
                     rest = True
-                    continue
-                # One write per peer, of bytes (uvloop wraps anything else in a cast
-                # memoryview per write).
-                data = peer.take_output()
-                link = links.get(peer.id)
-                if link is not None:
-                    link.write(data)
         if rest:
             for peer in dirty:
                 if peer.out:
-                    data = peer.take_output()
-                    link = links.get(peer.id)
-                    if link is not None:
-                        link.write(data)
+                    self._write(peer)
+
+    def _write(self, peer: Peer) -> None:
+        """One write of everything queued for ``peer``, as ``bytes`` (uvloop wraps
+        anything else in a cast memoryview per write)."""
+        data = peer.take_output()
+        link = self.links.get(peer.id)
+        if link is not None:
+            link.write(data)
 
     def after_batch(self) -> None:
         """The broker changed (a read, a store completion, a timer): schedule the flush,
