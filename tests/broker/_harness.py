@@ -9,10 +9,45 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from gearshift.broker import Broker, BrokerConfig, Peer
+from gearshift.broker import Broker, BrokerConfig, Job, Outcome, Peer, Schedule
 from gearshift.protocol import RES, Packet, PacketReader, PacketType
 
 P = PacketType
+
+
+class RecordingStore:
+    """Implements StoreHooks by writing down every call (and answering none: a test
+    calls ``broker.persisted(job)`` itself)."""
+
+    def __init__(self) -> None:
+        self.added: list[Job] = []
+        self.removed: list[bytes] = []
+        self.retried: list[tuple[bytes, int]] = []
+        self.updated: list[tuple[bytes, int, float]] = []
+        self.outcomes: dict[bytes, Outcome | None] = {}
+        self.schedules: dict[bytes, Schedule | None] = {}
+
+    def add(self, job: Job) -> None:
+        self.added.append(job)
+
+    def remove(self, job: Job) -> None:
+        self.removed.append(job.handle)
+
+    def update(self, job: Job) -> None:
+        self.retried.append((job.handle, job.retries))
+        self.updated.append((job.handle, job.retries, job.when))
+
+    def put_outcome(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.handle] = outcome
+
+    def drop_outcome(self, handle: bytes) -> None:
+        self.outcomes[handle] = None
+
+    def put_schedule(self, schedule: Schedule) -> None:
+        self.schedules[schedule.key] = schedule
+
+    def drop_schedule(self, key: bytes) -> None:
+        self.schedules[key] = None
 
 
 class Clock:

@@ -651,7 +651,6 @@ def test_work_result_from_a_worker_not_holding_the_job_is_rejected(broker: Broke
 
 @pytest.mark.parametrize(("ptype", "fields"), [
     (P.ALL_YOURS, []),
-    (P.SUBMIT_JOB_SCHED, [b"f", b"", b"0", b"0", b"0", b"0", b"0", b"d"]),
     (P.NOOP, []),
     (P.JOB_CREATED, [b"H:x:1"]),
     (P.STATUS_RES, [b"H", b"0", b"0", b"0", b"0"]),

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gearshift.broker._broker import _SIZE_TABLE_LIMIT, _be32
+from gearshift.broker._packets import SIZE_TABLE_LIMIT as _SIZE_TABLE_LIMIT
+from gearshift.broker._packets import be32 as _be32
 
 from ._harness import P, grab, make_broker, submit, worker
 

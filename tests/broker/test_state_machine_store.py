@@ -23,25 +23,19 @@ from hypothesis.stateful import precondition, rule
 from gearshift.broker import Job
 from gearshift.protocol import ErrorCode, Packet
 
-from ._harness import P
+from ._harness import P, RecordingStore
 from .test_state_machine import INDEX, PAYLOADS, SUBMITS, UNIQUES, BrokerMachine, MJob, _pick
 
 
-class InflightStore:
+class InflightStore(RecordingStore):
     """StoreHooks whose adds stay unanswered until the machine commits or fails them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.inflight: list[Job] = []
-        self.removed: list[bytes] = []
 
     def add(self, job: Job) -> None:
         self.inflight.append(job)
-
-    def remove(self, job: Job) -> None:
-        self.removed.append(job.handle)
-
-    def retries(self, job: Job) -> None:
-        pass
 
 
 class Gate:

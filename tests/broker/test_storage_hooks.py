@@ -5,28 +5,20 @@ stores are exercised through the same hooks in tests/store."""
 
 from __future__ import annotations
 
-from gearshift.broker import PENDING, Broker, Job, Peer
+from gearshift.broker import PENDING, Broker, Peer
 from gearshift.protocol import ErrorCode
 
-from ._harness import Clock, P, admin, grab, grab_handle, make_broker, take, worker
-
-
-class RecordingStore:
-    """Implements StoreHooks by writing down every call."""
-
-    def __init__(self) -> None:
-        self.added: list[Job] = []
-        self.removed: list[bytes] = []
-        self.retried: list[tuple[bytes, int]] = []
-
-    def add(self, job: Job) -> None:
-        self.added.append(job)
-
-    def remove(self, job: Job) -> None:
-        self.removed.append(job.handle)
-
-    def retries(self, job: Job) -> None:
-        self.retried.append((job.handle, job.retries))
+from ._harness import (
+    Clock,
+    P,
+    RecordingStore,
+    admin,
+    grab,
+    grab_handle,
+    make_broker,
+    take,
+    worker,
+)
 
 
 def _durable(**config: object) -> tuple[Broker, RecordingStore]:

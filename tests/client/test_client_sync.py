@@ -64,7 +64,7 @@ def test_worker_without_exceptions_sends_fail(server: ServerProcess, fname: Name
     def boom(job: Job) -> bytes:
         raise RuntimeError("hidden")
 
-    worker = Worker([server.address])  # default: WORK_FAIL, as libgearman
+    worker = Worker([server.address], exceptions=False)  # always WORK_FAIL, as libgearman
     worker.register(fname(), boom)
     with running(worker), Client([server.address], timeout=10) as client:
         with pytest.raises(JobFailed) as info:

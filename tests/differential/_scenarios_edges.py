@@ -19,11 +19,20 @@ P = PacketType
 @scenario()
 def rejected_packets(s: Session) -> None:
     c = s.connect("c1")
-    c.send(P.SUBMIT_JOB_SCHED, b"f", b"u", b"0", b"0", b"1", b"1", b"0", b"data")
-    c.recv(1)
     c.send(P.ALL_YOURS)
     c.recv(1)
     c.send(P.UNUSED)
+    c.recv(1)
+    c.send(P.ECHO_REQ, b"still open")
+    c.recv(1)
+
+
+@scenario()
+def submit_job_sched(s: Session) -> None:
+    """SUBMIT_JOB_SCHED (a job at 00:00 on January 1st, a Monday): gearmand rejects it,
+    gearshift keeps a schedule."""
+    c = s.connect("c1")
+    c.send(P.SUBMIT_JOB_SCHED, b"f", b"u", b"0", b"0", b"1", b"1", b"0", b"data")
     c.recv(1)
     c.send(P.ECHO_REQ, b"still open")
     c.recv(1)

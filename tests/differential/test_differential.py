@@ -52,6 +52,24 @@ class ExpectedDifference:
 # gearmand's), so changing either behaviour fails the test until this table and
 # docs/compatibility.md are updated together.
 EXPECTED_DIFFERENCES: dict[str, ExpectedDifference] = {
+    "submit_job_sched": ExpectedDifference(
+        why=(
+            "gearmand parses SUBMIT_JOB_SCHED and rejects it; gearshift keeps a schedule "
+            "(a recurring background job) and answers JOB_CREATED with its key."
+        ),
+        gearmand=(
+            "c1 -> SUBMIT_JOB_SCHED 'f' 'u' '0' '0' '1' '1' '0' 'data'",
+            "c1 <- ERROR 'INVALID_COMMAND' 'Command not expected'",
+            "c1 -> ECHO_REQ 'still open'",
+            "c1 <- ECHO_RES 'still open'",
+        ),
+        gearshift=(
+            "c1 -> SUBMIT_JOB_SCHED 'f' 'u' '0' '0' '1' '1' '0' 'data'",
+            "c1 <- JOB_CREATED 'H1'",
+            "c1 -> ECHO_REQ 'still open'",
+            "c1 <- ECHO_RES 'still open'",
+        ),
+    ),
     "priority_two_functions": ExpectedDifference(
         why=(
             "Job selection. We follow gearmand 2.0: global priority (a HIGH job of any "

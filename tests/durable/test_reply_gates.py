@@ -20,6 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from broker._harness import RecordingStore
 from gearshift.broker import PENDING, Broker, BrokerConfig, Job, Peer
 from gearshift.protocol import RES, PacketReader, PacketType
 
@@ -28,10 +29,11 @@ CLIENTS = 3
 UNIQUES = [b"", b"a", b"b", b"c"]
 
 
-class ManualStore:
+class ManualStore(RecordingStore):
     """StoreHooks whose writes stay pending until the test finishes them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.pending: list[Job] = []
         #: the requests answered when each pending job's write finishes
         self.waiters: dict[int, list[Expected]] = {}
@@ -39,12 +41,6 @@ class ManualStore:
     def add(self, job: Job) -> None:
         assert all(j is not job for j in self.pending), "job written twice at once"
         self.pending.append(job)
-
-    def remove(self, job: Job) -> None:
-        pass
-
-    def retries(self, job: Job) -> None:
-        pass
 
 
 @dataclass

@@ -116,9 +116,12 @@ def test_wrong_field_count_is_an_error_and_the_connection_stays(server: Gearshif
 def test_rejected_packet_types_get_invalid_command(server: GearshiftServer) -> None:
     conn = Wire.to(server.address)
     assert conn.call(P.ALL_YOURS) == (P.ERROR, [ErrorCode.INVALID_COMMAND, b"Command not expected"])
+    # gearmand rejects SUBMIT_JOB_SCHED too; gearshift keeps a schedule, and a day of
+    # the month 0 is bad input.
     sched = [b"f", b"", b"0", b"0", b"0", b"0", b"0", b"data"]
-    assert conn.call(P.SUBMIT_JOB_SCHED, *sched) == (
-        P.ERROR, [ErrorCode.INVALID_COMMAND, b"Command not expected"])
+    ptype, fields = conn.call(P.SUBMIT_JOB_SCHED, *sched)
+    assert (ptype, fields[0]) == (P.ERROR, ErrorCode.INVALID_ARGUMENT)
+    assert b"day-of-month" in fields[1]
     assert conn.call(P.ECHO_REQ, b"x") == (P.ECHO_RES, [b"x"])
     conn.close()
 

@@ -122,12 +122,14 @@ class Backend:
 
 
 def _drop_sql(name: str, url: str, table: str) -> None:
+    tables = ", ".join(f"{table}{suffix}" for suffix in ("", "_meta", "_outcomes", "_schedules"))
+
     async def drop() -> None:
         if name == "postgresql":
             import asyncpg
 
             conn = await asyncpg.connect(PG)
-            await conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_meta")
+            await conn.execute(f"DROP TABLE IF EXISTS {tables}")
             await conn.close()
         else:
             import aiomysql
@@ -135,7 +137,7 @@ def _drop_sql(name: str, url: str, table: str) -> None:
             conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
             async with conn.cursor() as cur:
                 await cur.execute("SET SESSION sql_notes = 0")
-                await cur.execute(f"DROP TABLE IF EXISTS {table}, {table}_meta")
+                await cur.execute(f"DROP TABLE IF EXISTS {tables}")
             conn.close()
 
     asyncio.run(drop())

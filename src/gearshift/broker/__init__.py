@@ -1,14 +1,7 @@
 """Sans-I/O Gearman dispatch: jobs, queues, workers, coalescing, priorities and timers."""
 
-from gearshift.broker._broker import (
-    NO_JOB_PACKET,
-    NOOP_PACKET,
-    Broker,
-    BrokerConfig,
-    StoreHooks,
-    error_packet,
-    packet,
-)
+from gearshift.broker._broker import Broker
+from gearshift.broker._config import BrokerConfig, StoreHooks
 from gearshift.broker._model import (
     DONE,
     HIGH,
@@ -22,6 +15,10 @@ from gearshift.broker._model import (
     Job,
     Peer,
 )
+from gearshift.broker._outcomes import Outcome, OutcomeBook
+from gearshift.broker._packets import NO_JOB_PACKET, NOOP_PACKET, error_packet, packet
+from gearshift.broker._retry import RetryPolicies, RetryPolicy, parse_retry
+from gearshift.broker._schedules import Schedule, cron_from_gearman, validate_cron
 
 __all__ = [
     "DONE",
@@ -38,8 +35,16 @@ __all__ = [
     "BrokerConfig",
     "Function",
     "Job",
+    "Outcome",
+    "OutcomeBook",
     "Peer",
+    "RetryPolicies",
+    "RetryPolicy",
+    "Schedule",
     "StoreHooks",
+    "cron_from_gearman",
     "error_packet",
     "packet",
+    "parse_retry",
+    "validate_cron",
 ]

@@ -10,13 +10,12 @@ end with a line holding only ``.``; ``OK``/``ERR`` replies end with ``\\r\\n`` e
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from gearshift.broker._admin_outcomes import OutcomeCommands
+from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._model import PENDING, Peer
 from gearshift.broker._numbers import atoi as _atoi
-
-if TYPE_CHECKING:
-    from gearshift.broker._broker import Broker
 
 OK: Final = b"OK\r\n"
 END: Final = b".\n"
@@ -35,7 +34,7 @@ def _err_args(command: bytes) -> bytes:
 class AdminCommands:
     """Dispatches one admin text line to the command that answers it."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: JobLifecycle) -> None:
         self.broker = broker
         self.table: dict[bytes, Callable[[list[bytes]], bytes]] = {
             b"workers": self.workers,
@@ -51,6 +50,8 @@ class AdminCommands:
             b"version": self.version,
             b"shutdown": self.shutdown,
         }
+        # Outcomes, dead letters and schedules: gearshift's own, answered in JSON.
+        self.table.update(OutcomeCommands(broker).table)
 
     def handle_line(self, peer: Peer, line: bytes) -> None:
         words = line.split()

@@ -20,49 +20,37 @@ Dispatch rules (see docs/compatibility.md for where they differ from gearmand):
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import os
-import time
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Final, Protocol
+import random
+from collections.abc import Callable
+from typing import Final
 
-from gearshift._version import __version__
-from gearshift.broker._jobs import JobTable
+from gearshift.broker._admin import AdminCommands
+from gearshift.broker._config import BrokerConfig, StoreHooks
 from gearshift.broker._model import (
     DONE,
     HIGH,
     LOW,
     NORMAL,
     PENDING,
-    QUEUED,
     RUNNING,
-    SCHEDULED,
-    Ack,
-    Function,
     Job,
     Peer,
 )
 from gearshift.broker._numbers import atoi as _atoi
-from gearshift.protocol._spec import ARITY, MAX_UNIQUE_SIZE, RES, ErrorCode, PacketType
+from gearshift.broker._outcomes import EXCEPTION, FAILED
+from gearshift.broker._packets import (
+    WORK_COMPLETE_HEAD,
+    be32,
+    created_packet,
+    error_packet,
+    packet,
+)
+from gearshift.broker._schedules import cron_from_gearman
+from gearshift.broker._workers import WorkerDispatch
+from gearshift.protocol._spec import ARITY, MAX_UNIQUE_SIZE, ErrorCode, PacketType
 
 P = PacketType
 
-
-def _prefix(ptype: int) -> bytes:
-    """The first 8 header bytes of a server->client packet: magic and type."""
-    return RES + int(ptype).to_bytes(4, "big")
-
-
-# Header prefixes of the replies sent for every job, bound once: the size follows as
-# ``_be32(len(body))`` (an enum attribute or a struct.pack call here cost a Python-level
-# lookup and call per reply).
-_JOB_CREATED_HEAD: Final = _prefix(P.JOB_CREATED)
-_JOB_ASSIGN_HEAD: Final = _prefix(P.JOB_ASSIGN)
-_WORK_COMPLETE_HEAD: Final = _prefix(P.WORK_COMPLETE)
-_ERROR: Final = int(P.ERROR)
 # The request types handle_packets tests for before its dispatch table.
 _GRAB_JOB: Final = int(P.GRAB_JOB)
 _GRAB_JOB_UNIQ: Final = int(P.GRAB_JOB_UNIQ)
@@ -71,85 +59,14 @@ _SUBMIT_JOB: Final = int(P.SUBMIT_JOB)
 _SUBMIT_JOB_BG: Final = int(P.SUBMIT_JOB_BG)
 _PRE_SLEEP: Final = int(P.PRE_SLEEP)
 
-NOOP_PACKET: Final = _prefix(P.NOOP) + bytes(4)
-NO_JOB_PACKET: Final = _prefix(P.NO_JOB) + bytes(4)
-
-#: CAN_DO_TIMEOUT values below this many milliseconds are raised to it (gearmand does too).
-MIN_TIMEOUT_MS: Final = 1000
-
 #: Longest client id kept (gearmand truncates SET_CLIENT_ID to 127 bytes).
 MAX_CLIENT_ID: Final = 127
 
-_EPOCH_TIMER: Final = -1  # attempt marker of a timer entry that releases a scheduled job
+#: OPTION_REQ a gearshift client or worker sends to learn that the server is gearshift.
+GEARSHIFT_OPTION: Final = b"gearshift"
 
-
-#: Body sizes below this are encoded from a table built at import (~360 KiB measured).
-_SIZE_TABLE_LIMIT: Final = 8192
-_SIZE_TABLE: Final = tuple(n.to_bytes(4, "big") for n in range(_SIZE_TABLE_LIMIT))
-
-
-def _be32(size: int) -> bytes:
-    """``size.to_bytes(4, "big")``, the body length of a reply header. Compiled,
-    ``to_bytes`` builds a Python int and calls into CPython's converter (~240
-    instructions per reply, three replies per sync job: callgrind, dispatch_bench); the
-    sizes of almost every reply (handles, names, small payloads) come from the table."""
-    if size < _SIZE_TABLE_LIMIT:
-        return _SIZE_TABLE[size]
-    return size.to_bytes(4, "big")
-
-
-def packet(ptype: int, *fields: bytes) -> bytes:
-    """Encode one server->client packet."""
-    body = b"\0".join(fields)
-    return RES + ptype.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
-
-
-def _created_packet(handle: bytes) -> bytes:
-    """JOB_CREATED for ``handle``. One %-format is one allocation when compiled (mypyc
-    builds it in C); each ``+`` was another."""
-    return b"%s%s%s" % (_JOB_CREATED_HEAD, _be32(len(handle)), handle)
-
-
-def error_packet(code: bytes, text: str) -> bytes:
-    return packet(_ERROR, code, text.encode())
-
-
-class StoreHooks(Protocol):
-    """What the broker asks of durable storage; the I/O shell implements it.
-
-    ``add`` must eventually be answered by :meth:`Broker.persisted` or
-    :meth:`Broker.persist_failed`; ``remove`` and ``retries`` are fire-and-forget
-    (ordered after the add by the group committer).
-    """
-
-    def add(self, job: Job) -> None: ...
-    def remove(self, job: Job) -> None: ...
-    def retries(self, job: Job) -> None: ...
-
-
-@dataclass(slots=True)
-class BrokerConfig:
-    """Dispatch settings, mostly named after gearmand's options.
-
-    Attributes:
-        job_retries: ``-j``: drop a job (WORK_FAIL to its clients) once it has been
-            handed out this many times without finishing; 0 = unlimited (gearmand's
-            released behaviour).
-        worker_wakeup: ``-w``: sleeping workers NOOPed per queued job; 0 = all.
-        exceptions: ``--exceptions``: every connection starts with the option on.
-        handle_prefix: job handles are ``<prefix><counter>``.
-        allow_shutdown: whether the admin ``shutdown`` command is honoured.
-    """
-
-    job_retries: int = 0
-    worker_wakeup: int = 1
-    exceptions: bool = False
-    handle_prefix: bytes = b"H:gearshift:"
-    allow_shutdown: bool = False
-    verbose: str = "ERROR"
-    version: str = __version__
-    pid: int = 0
-
+#: Why a WORK_FAIL failed, in outcomes and dead letters (the packet carries no reason).
+WORK_FAIL_REASON: Final = b"the worker reported failure (WORK_FAIL)"
 
 _SUBMIT_KINDS: Final[dict[int, tuple[int, bool]]] = {
     P.SUBMIT_JOB: (NORMAL, False),
@@ -160,89 +77,24 @@ _SUBMIT_KINDS: Final[dict[int, tuple[int, bool]]] = {
     P.SUBMIT_JOB_LOW_BG: (LOW, True),
 }
 
+__all__ = ["Broker", "BrokerConfig", "StoreHooks"]
 
-class Broker:
-    """All job-server state and the rules that change it.
 
-    Args:
-        config: dispatch settings.
-        clock: wall-clock seconds (``time.time``); injected so tests control time.
-        store: durable-storage hooks, or None for a memory-only server.
-    """
+class Broker(WorkerDispatch):
+    """What every binary packet does, on top of the worker rules, the job lifecycle and
+    the state (the arguments are :class:`~gearshift.broker._core.BrokerState`'s)."""
 
     def __init__(self, config: BrokerConfig | None = None,
-                 clock: Callable[[], float] = time.time,
-                 store: StoreHooks | None = None) -> None:
-        self.config = config if config is not None else BrokerConfig()
-        if not self.config.pid:
-            self.config.pid = os.getpid()
-        self.clock = clock
-        self.store = store
-        self.dirty: list[Peer] = []
-        self.peers: dict[int, Peer] = {}
-        self.functions: dict[bytes, Function] = {}
-        self._last_function: Function | None = None  # functions are never removed
-        #: live jobs by handle
-        self.jobs = JobTable(self.config.handle_prefix)
-        # ready[p]: functions with at least one runnable job of priority p.
-        self.ready: tuple[dict[Function, None], ...] = ({}, {}, {})
-        self.timers: list[tuple[float, int, Job, int]] = []
-        self.shutdown_request: str | None = None
-        #: Set while shutting down gracefully: running jobs may finish, none are handed out.
-        self.draining = False
-        self._peer_ids = itertools.count(1)
-        self._timer_seq = itertools.count()
-        self._rr = 0  # round-robin clock: a worker's function is stamped when served
-        self._gated = 0  # peers with a reply held for the store (see _owe)
+                 clock: Callable[[], float] | None = None,
+                 store: StoreHooks | None = None,
+                 rng: random.Random | None = None) -> None:
+        if clock is None:
+            super().__init__(config, store=store, rng=rng)
+        else:
+            super().__init__(config, clock, store, rng)
         self._dispatch: dict[int, Callable[[Peer, list[bytes]], None]] = self._build_dispatch()
         self._arity = [ARITY.get(i, 0) for i in range(max(ARITY) + 1)]
-        from gearshift.broker._admin import AdminCommands
-
         self._admin = AdminCommands(self)
-
-    # ------------------------------------------------------------------ connections
-
-    def connect(self, host: str = "", port: int = 0, fd: int = -1) -> Peer:
-        """Register a new connection and return its peer record."""
-        peer = Peer(next(self._peer_ids), host, port, fd, self.config.exceptions)
-        self.peers[peer.id] = peer
-        return peer
-
-    def disconnect(self, peer: Peer) -> None:
-        """Forget a connection: requeue what it was running, detach it from its jobs."""
-        if peer.closed:
-            return
-        peer.closed = True
-        self.peers.pop(peer.id, None)
-        peer.out.clear()
-        if peer.gates is not None:
-            peer.gates = None
-            self._gated -= 1
-        for job in list(peer.held):
-            self._requeue(job)
-        was_woken = peer.noop_sent
-        for func in peer.functions:
-            func.workers.pop(peer, None)
-        for job in peer.attached:
-            if job.clients and peer in job.clients:
-                # Attached once per submission (e.g. the same unique sent twice): drop
-                # every entry, or the job would never count as abandoned.
-                job.clients = [c for c in job.clients if c is not peer]
-            if not job.clients and not job.background and job.state == QUEUED:
-                self._unqueue(job)
-                self._forget(job)
-        peer.attached.clear()
-        if was_woken:
-            self._pass_wakeup(peer.functions)
-        peer.functions.clear()
-
-    def _pass_wakeup(self, funcs: Iterable[Function]) -> None:
-        """A woken worker will not take the queued jobs it was NOOPed for (it left, or
-        dropped the function): wake another sleeper of each of ``funcs`` with work, or
-        with wake-one (-w 1) those jobs could wait for ever while capable workers sleep."""
-        for func in funcs:
-            if func.queued[0] or func.queued[1] or func.queued[2]:
-                self._wake(func)
 
     # ------------------------------------------------------------------ input
 
@@ -323,53 +175,10 @@ class Broker:
         for ptype, (priority, background) in _SUBMIT_KINDS.items():
             if ptype not in (_SUBMIT_JOB, _SUBMIT_JOB_BG):
                 table[ptype] = self._make_submit(priority, background)
-        # ALL_YOURS and SUBMIT_JOB_SCHED are rejected as gearmand does: no handler.
+        # SUBMIT_JOB_SCHED keeps a schedule (gearmand answers ERROR); ALL_YOURS is
+        # rejected as gearmand does: no handler.
+        table[P.SUBMIT_JOB_SCHED] = self._submit_sched
         return table
-
-    # ------------------------------------------------------------------ output
-
-    def _send(self, peer: Peer, data: bytes) -> None:
-        if peer.closed:
-            return
-        if not peer.out:
-            self.dirty.append(peer)
-        peer.out.append(data)
-
-    def take_dirty(self) -> list[Peer]:
-        """Peers with output waiting; the caller writes and clears their ``out``."""
-        dirty = self.dirty
-        self.dirty = []
-        if self._gated:
-            # A peer can be listed twice (_park empties ``out`` while the peer stays
-            # listed, so the next _send lists it again). Visit each once: a second _park
-            # after the mark was reset would move the releasable bytes behind the gate.
-            seen: set[int] = set()
-            for peer in dirty:
-                if peer.gates is not None and peer.id not in seen:
-                    seen.add(peer.id)
-                    # Only what precedes the first held reply may be written now.
-                    self._park(peer)
-                    peer.gate_mark = 0
-        return dirty
-
-    # ------------------------------------------------------------------ functions
-
-    def function(self, name: bytes) -> Function:
-        """The function record for ``name``, created on first mention (as gearmand does)."""
-        func = self.functions.get(name)
-        if func is None:
-            func = self.functions[name] = Function(name, self.jobs.prefix)
-        return func
-
-    def set_handle_prefix(self, prefix: bytes) -> None:
-        """Change what new job handles start with; only before the first job is created
-        (a handle's number is parsed back with the prefix it was minted under)."""
-        if self.jobs.minted:
-            raise RuntimeError("the handle prefix cannot change once jobs were created")
-        self.config.handle_prefix = prefix
-        self.jobs.prefix = prefix
-        for func in self.functions.values():
-            func.handle_prefix = prefix
 
     # ------------------------------------------------------------------ submission
 
@@ -404,6 +213,17 @@ class Broker:
 
         return submit_reduce
 
+    def _submit_sched(self, peer: Peer, fields: list[bytes]) -> None:
+        """SUBMIT_JOB_SCHED: FUNC, UNIQ, minute, hour, day of month, month, day of week
+        (0 = Monday), DATA. Keeps a schedule and answers JOB_CREATED with its key."""
+        try:
+            cron = cron_from_gearman(*fields[2:7])
+            schedule = self.add_schedule(fields[0], fields[1], cron, fields[7])
+        except ValueError as exc:
+            self._send(peer, error_packet(ErrorCode.INVALID_ARGUMENT, str(exc)))
+            return
+        self._send(peer, created_packet(schedule.key))
+
     def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: int,
                 background: bool, when: int = 0, reducer: bytes = b"") -> None:
         if len(unique) > MAX_UNIQUE_SIZE:
@@ -432,10 +252,12 @@ class Broker:
         job = Job(func, unique, data, priority, background)
         self.jobs.add(job)
         handle = job.handle
+        if background:
+            job.submitted = self.clock()
         if reducer or when:
             more = job.extras()
             more.reducer = reducer
-            more.when = when
+            more.when = float(when)
         if index is not None:
             index[key] = job
         if background and self.store is not None:
@@ -443,7 +265,7 @@ class Broker:
             job.extras().waiting = [self._owe(peer)]
             self.store.add(job)
             return
-        created = _created_packet(handle)
+        created = created_packet(handle)
         if not background:
             more = job.extras()
             more.clients = [peer]
@@ -490,471 +312,7 @@ class Broker:
             if not out:
                 self.dirty.append(peer)
             out.append(more.created if more is not None and more.created
-                       else _created_packet(job.handle))
-
-    def _activate(self, job: Job) -> None:
-        """Make a created job runnable now, or schedule it for its epoch time."""
-        if job.when and job.when > self.clock():
-            job.state = SCHEDULED
-            job.function.scheduled += 1
-            heapq.heappush(self.timers, (float(job.when), next(self._timer_seq), job,
-                                         _EPOCH_TIMER))
-        else:
-            self._enqueue(job)
-
-    def _enqueue(self, job: Job) -> None:
-        job.state = QUEUED
-        func = job.function
-        prio = job.priority
-        func.queues[prio].append(job)
-        queued = func.queued
-        count = queued[prio]  # (an augmented assignment to an item is a generic add)
-        if not count:
-            self.ready[prio][func] = None
-        queued[prio] = count + 1
-        if func.sleepers:
-            self._wake(func)
-
-    def _unqueue(self, job: Job) -> None:
-        """Take a QUEUED or SCHEDULED job out of the counts (its queue entry goes lazily)."""
-        func = job.function
-        if job.state == SCHEDULED:
-            func.scheduled -= 1
-            return
-        prio = job.priority
-        func.queued[prio] -= 1
-        if not func.queued[prio]:
-            del self.ready[prio][func]
-            func.queues[prio].clear()
-
-    def _forget(self, job: Job) -> None:
-        """Remove a job from every index; it is DONE."""
-        job.state = DONE
-        self.jobs.remove(job)
-        if job.unique:
-            self._unindex(job)
-        if job.clients:
-            for client in job.clients:
-                client.attached.discard(job)
-
-    @staticmethod
-    def _unindex(job: Job) -> None:
-        """Take a job with a unique out of its function's coalescing index (if it is the
-        one indexed: a replayed duplicate may not be)."""
-        index, key = job.function.coalescing_index(job.unique, job.data)
-        if index.get(key) is job:
-            del index[key]
-
-    def job_by_unique(self, unique: bytes) -> Job | None:
-        """The live job with this unique key in any function (GET_STATUS_UNIQUE ignores
-        the function, as gearmand's does). A scan over the functions: the status lookup
-        is rare, and a global index cost 52 bytes per queued unique job. For ``-`` (the
-        payload is the key) it is some job submitted with ``-``."""
-        if unique == b"-":
-            for func in self.functions.values():
-                for job in func.payloads.values():
-                    return job
-            return None
-        for func in self.functions.values():
-            found = func.uniques.get(unique)
-            if found is not None:
-                return found
-        return None
-
-    # ------------------------------------------------------------------ storage callbacks
-
-    def persisted(self, job: Job) -> None:
-        """The store committed ``job``: acknowledge its submitters and make it runnable."""
-        if job.state != PENDING:
-            self._joined_persisted(job)
-            return
-        job.stored = True
-        if job.waiting:
-            created = _created_packet(job.handle)
-            for ack in job.waiting:
-                self._pay(ack, created)
-            job.waiting = None
-        self._activate(job)
-
-    def persist_failed(self, job: Job, message: str) -> None:
-        """The store could not write ``job``: every submitter gets QUEUE_ERROR; job gone."""
-        err = error_packet(ErrorCode.QUEUE_ERROR, message)
-        if job.waiting:
-            # A foreground joiner of a job that exists without the store (a foreground
-            # job a background submission joined) is still attached and will get the
-            # result: it is accepted, not refused and then answered.
-            created = _created_packet(job.handle) if job.state != PENDING else err
-            for ack in job.waiting:
-                self._pay(ack, created if ack.foreground else err)
-            job.waiting = None
-        if job.state == PENDING:
-            self._forget(job)
-        elif job.state != DONE and not job.stored:
-            # A foreground job a background submission tried to join: it stays what it
-            # was, and goes if its clients have left meanwhile.
-            job.background = False
-            if not job.clients and job.state == QUEUED:
-                self._unqueue(job)
-                self._forget(job)
-
-    def _joined_persisted(self, job: Job) -> None:
-        """persisted() for a foreground job that background submissions joined."""
-        if not job.waiting:
-            return
-        created = _created_packet(job.handle)
-        for ack in job.waiting:
-            self._pay(ack, created)
-        job.waiting = None
-        if job.state == DONE:
-            # It finished while being written; the row must not outlive it.
-            if self.store is not None:
-                self.store.remove(job)
-        else:
-            job.stored = True
-
-    def _owe(self, peer: Peer, foreground: bool = False) -> Ack:
-        """Reserve ``peer``'s next reply for a JOB_CREATED that waits for the store.
-
-        Later replies to the peer queue behind it until :meth:`_pay`, so replies leave in
-        request order even though the store answers asynchronously.
-        """
-        ack = Ack(peer, foreground)
-        if peer.gates is None:
-            peer.gates = deque((ack,))
-            peer.gate_mark = len(peer.out)
-            self._gated += 1
-        else:
-            self._park(peer)
-            peer.gates.append(ack)
-        return ack
-
-    @staticmethod
-    def _park(peer: Peer) -> None:
-        """Move output written behind the first held reply from ``out`` to the gates."""
-        out = peer.out
-        mark = peer.gate_mark
-        if len(out) > mark and peer.gates is not None:
-            peer.gates.append(b"".join(out[mark:]))
-            del out[mark:]
-
-    def _pay(self, ack: Ack, reply: bytes) -> None:
-        """Fill a held reply; release it and whatever no longer waits behind one."""
-        ack.reply = reply
-        peer = ack.peer
-        gates = peer.gates
-        if peer.closed or gates is None:
-            return
-        self._park(peer)
-        out = peer.out
-        was_empty = not out
-        while gates:
-            head = gates[0]
-            if isinstance(head, Ack):
-                if head.reply is None:
-                    break
-                out.append(head.reply)
-            else:
-                out.append(head)
-            gates.popleft()
-        peer.gate_mark = len(out)
-        if not gates:
-            peer.gates = None
-            self._gated -= 1
-        if was_empty and out:
-            self.dirty.append(peer)
-
-    def restore(self, handle: bytes, function: bytes, unique: bytes, data: bytes,
-                priority: int, when: int = 0, reducer: bytes = b"", retries: int = 0) -> Job:
-        """Re-create a stored background job at startup, keeping its handle."""
-        func = self.function(function)
-        job = Job(func, unique, data, priority, True)
-        self.jobs.add_foreign(handle, job)
-        more = job.extras()
-        more.reducer = reducer
-        more.when = when
-        more.retries = retries
-        job.stored = True
-        if unique:
-            index, key = func.coalescing_index(unique, data)
-            if key not in index:
-                index[key] = job
-        self._activate(job)
-        return job
-
-    # ------------------------------------------------------------------ workers
-
-    def _register(self, peer: Peer, name: bytes) -> Function:
-        func = self.function(name)
-        if func not in peer.functions:
-            self._rr += 1
-            peer.functions[func] = self._rr
-            func.workers[peer] = None
-            if peer.sleeping and not peer.noop_sent:
-                func.sleepers.append((peer, peer.sleep_epoch))
-        return func
-
-    def _can_do(self, peer: Peer, fields: list[bytes]) -> None:
-        func = self._register(peer, fields[0])
-        peer.timeouts.pop(func, None)
-
-    def _can_do_timeout(self, peer: Peer, fields: list[bytes]) -> None:
-        # Read like gearmand (atoi, junk is 0 = no timeout, no reply): npm's `gearman`
-        # sends the timeout as a 4-byte binary integer, and its workers must still get jobs.
-        millis = _atoi(fields[1])
-        func = self._register(peer, fields[0])
-        if millis > 0:
-            peer.timeouts[func] = max(millis, MIN_TIMEOUT_MS) / 1000.0
-        else:
-            peer.timeouts.pop(func, None)
-
-    def _unregister(self, peer: Peer, func: Function) -> None:
-        del peer.functions[func]
-        func.workers.pop(peer, None)
-        peer.timeouts.pop(func, None)
-        for job in [j for j in peer.held if j.function is func]:
-            self._requeue(job)
-        if peer.noop_sent:
-            self._pass_wakeup((func,))
-
-    def _cant_do(self, peer: Peer, fields: list[bytes]) -> None:
-        func = self.functions.get(fields[0])
-        if func is not None and func in peer.functions:
-            self._unregister(peer, func)
-
-    def _reset_abilities(self, peer: Peer, fields: list[bytes]) -> None:
-        for func in list(peer.functions):
-            self._unregister(peer, func)
-
-    def _has_job_for(self, peer: Peer) -> bool:
-        funcs = peer.functions
-        if self.draining:
-            return False
-        for ready in self.ready:
-            if not ready:
-                continue
-            if len(funcs) <= len(ready):
-                if any(f in ready for f in funcs):
-                    return True
-            elif any(f in funcs for f in ready):
-                return True
-        return False
-
-    def _pre_sleep(self, peer: Peer, fields: list[bytes]) -> None:
-        peer.sleeping = True
-        if self._has_job_for(peer):
-            peer.noop_sent = True
-            peer.urgent = True
-            self._send(peer, NOOP_PACKET)
-            return
-        peer.noop_sent = False
-        peer.sleep_epoch += 1
-        entry = (peer, peer.sleep_epoch)
-        for func in peer.functions:
-            sleepers = func.sleepers
-            sleepers.append(entry)
-            if len(sleepers) > 4 * len(func.workers) + 64:
-                self._compact_sleepers(func)
-
-    @staticmethod
-    def _compact_sleepers(func: Function) -> None:
-        """Drop wake-list entries of peers that woke or left since (bounds memory)."""
-        live = [
-            (p, e) for p, e in func.sleepers
-            if p.sleeping and not p.noop_sent and p.sleep_epoch == e and not p.closed
-        ]
-        func.sleepers.clear()
-        func.sleepers.extend(live)
-
-    def _wake(self, func: Function) -> None:
-        """NOOP up to ``worker_wakeup`` sleeping workers of ``func`` (0 = all)."""
-        sleepers = func.sleepers
-        limit = self.config.worker_wakeup
-        woken = 0
-        while sleepers:
-            peer, epoch = sleepers.popleft()
-            if (peer.sleeping and not peer.noop_sent and peer.sleep_epoch == epoch
-                    and not peer.closed and func in peer.functions):
-                peer.noop_sent = True
-                peer.urgent = True
-                if not peer.out:
-                    self.dirty.append(peer)
-                peer.out.append(NOOP_PACKET)
-                woken += 1
-                if woken == limit:
-                    return
-
-    def _take(self, peer: Peer) -> Job | None:
-        """Pick and dequeue the job ``peer`` should run next, or None."""
-        funcs = peer.functions
-        if not funcs or self.draining:
-            return None
-        # The usual worker does one function: no round robin to weigh.
-        only: Function | None = None
-        if len(funcs) == 1:
-            for func in funcs:  # (compiled dict iteration; next(iter()) is generic)
-                only = func
-        for prio in range(HIGH, LOW + 1):  # a C loop when compiled; a tuple was iterated
-            ready = self.ready[prio]
-            if not ready:
-                continue
-            if only is not None:
-                best = only if only in ready else None
-            else:
-                best = self._pick(peer, ready)
-            if best is None:
-                continue
-            queue = best.queues[prio]
-            job = queue.popleft()
-            while job.state != QUEUED:
-                job = queue.popleft()
-            left = best.queued[prio] - 1
-            best.queued[prio] = left
-            if not left:
-                del ready[best]
-                queue.clear()
-            # Round robin (gearmand 2.0; `priority_two_functions` in the differential
-            # tests): the function just served goes behind the others at every priority
-            # where it still waits, so the scan in _pick cannot starve them, and after
-            # a's HIGH job b's NORMAL one comes before a's.
-            for waiting in self.ready:
-                if len(waiting) > 1 and best in waiting:
-                    del waiting[best]
-                    waiting[best] = None
-            return job
-        return None
-
-    def _pick(self, peer: Peer, ready: dict[Function, None]) -> Function | None:
-        """Which of a multi-function worker's functions with jobs at one priority to serve.
-
-        First the ready functions in ``ready``'s order, which rotates (a served function
-        that still has jobs moves to the back): the first one the worker can do wins.
-        That is round robin over the functions, and when the worker can do the ready
-        ones (the usual case) it costs one lookup. The scan stops after as many entries
-        as the worker has functions, so a worker with a few functions behind thousands
-        of ready ones it cannot do does not pay for them; then its own functions are
-        scanned for the ready one it was served least recently, which keeps its round
-        robin fair there too. (Scanning the worker's functions first, as until
-        2026-12-01, cost a lookup per function per grab: dispatch_bench with 10
-        functions spent 3,179 of its 16,980 instructions per job here.)
-        """
-        funcs = peer.functions
-        budget = len(funcs)
-        for func in ready:
-            if func in funcs:
-                return func
-            budget -= 1
-            if budget == 0:
-                break
-        else:
-            return None  # every ready function was looked at: none is the worker's
-        best: Function | None = None
-        best_seq = -1
-        for func, seq in funcs.items():
-            if (best is None or seq < best_seq) and func in ready:
-                best, best_seq = func, seq
-        if best is not None:
-            # Served last, preferred last. Only this scan reads the numbers, so only it
-            # stamps them (stamping every grab was a dict write and a boxed int each).
-            self._rr += 1
-            funcs[best] = self._rr
-        return best
-
-    def _assign(self, peer: Peer, job: Job) -> None:
-        job.state = RUNNING
-        job.worker = peer
-        peer.assigned = job
-        peer.urgent = True  # the JOB_ASSIGN the caller queues
-        # The attempt number only matters to a timeout timer, which creates the extras;
-        # from then on every assignment counts, so a stale timer can tell.
-        more = job.more
-        if more is not None:
-            more.attempt += 1
-        peer.held.add(job)
-        func = job.function
-        func.running += 1
-        timeout = peer.timeouts.get(func) if peer.timeouts else None
-        if timeout is not None:
-            if more is None:
-                more = job.extras()
-                more.attempt = 1
-            heapq.heappush(self.timers, (self.clock() + timeout, next(self._timer_seq), job,
-                                         more.attempt))
-
-    def _grab(self, peer: Peer) -> Job | None:
-        peer.sleeping = False
-        peer.noop_sent = False
-        job = self._take(peer)
-        if job is None:
-            self._send(peer, NO_JOB_PACKET)
-            return None
-        self._assign(peer, job)
-        return job
-
-    def _grab_job(self, peer: Peer, fields: list[bytes]) -> None:
-        job = self._grab(peer)
-        if job is not None:
-            # Queued piece by piece, the payload by reference: the flush's join is the
-            # only copy of it (building the body first copied it twice more: measured
-            # with a 4 KiB payload in benchmarks/dispatch_bench.py).
-            handle, name, data = job.handle, job.function.name, job.data
-            out = peer.out
-            if not out:
-                self.dirty.append(peer)
-            size = len(handle) + len(name) + len(data) + 2
-            # One %-format is one allocation (mypyc builds it in C); each + was another.
-            out.append(b"%s%s%s\0%s\0" % (_JOB_ASSIGN_HEAD, _be32(size), handle,
-                                            name))
-            out.append(data)
-
-    def _grab_job_uniq(self, peer: Peer, fields: list[bytes]) -> None:
-        job = self._grab(peer)
-        if job is not None:
-            self._send(peer, packet(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name,
-                                    job.unique, job.data))
-
-    def _grab_job_all(self, peer: Peer, fields: list[bytes]) -> None:
-        job = self._grab(peer)
-        if job is None:
-            return
-        if job.reducer:
-            self._send(peer, packet(P.JOB_ASSIGN_ALL, job.handle, job.function.name,
-                                    job.unique, job.reducer, job.data))
-        else:
-            self._send(peer, packet(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name,
-                                    job.unique, job.data))
-
-    def _requeue(self, job: Job) -> None:
-        """A running job lost its worker (disconnect, CANT_DO, timeout): retry or drop."""
-        worker = job.worker
-        if worker is not None:
-            worker.held.discard(job)
-        job.worker = None
-        job.function.running -= 1
-        more = job.extras()
-        more.numerator = more.denominator = 0
-        more.retries += 1
-        limit = self.config.job_retries
-        if limit and more.retries >= limit:
-            self._fail_clients(job)
-            self._drop_stored(job)
-            self._forget(job)
-            return
-        if not job.background and not job.clients:
-            self._forget(job)  # nobody is waiting for it any more
-            return
-        if job.stored and self.store is not None:
-            self.store.retries(job)
-        self._enqueue(job)
-
-    def _fail_clients(self, job: Job) -> None:
-        fail = packet(P.WORK_FAIL, job.handle)
-        for client in job.clients or ():
-            self._send(client, fail)
-
-    def _drop_stored(self, job: Job) -> None:
-        if job.stored and self.store is not None:
-            self.store.remove(job)
-            job.stored = False
+                       else created_packet(job.handle))
 
     # ------------------------------------------------------------------ work results
 
@@ -975,16 +333,6 @@ class Broker:
             return None
         return found
 
-    def _finish(self, job: Job) -> None:
-        worker = job.worker
-        if worker is not None:
-            worker.held.discard(job)
-        job.worker = None
-        job.function.running -= 1
-        if job.stored and self.store is not None:
-            self.store.remove(job)
-        self._forget(job)
-
     def _work_complete(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._held_job(peer, fields[0])
         if job is None:
@@ -993,7 +341,7 @@ class Broker:
         clients = more.clients if more is not None else None
         if clients:
             handle, result = fields
-            size = _be32(len(handle) + 1 + len(result))
+            size = be32(len(handle) + 1 + len(result))
             dirty = self.dirty
             if len(clients) == 1:
                 # The usual case: append the pieces, copying the result once.
@@ -1002,10 +350,10 @@ class Broker:
                     out = client.out
                     if not out:
                         dirty.append(client)
-                    out.append(b"%s%s%s\0" % (_WORK_COMPLETE_HEAD, size, handle))
+                    out.append(b"%s%s%s\0" % (WORK_COMPLETE_HEAD, size, handle))
                     out.append(result)
             else:
-                pkt = b"".join((_WORK_COMPLETE_HEAD, size, handle, b"\0", result))
+                pkt = b"".join((WORK_COMPLETE_HEAD, size, handle, b"\0", result))
                 for client in clients:
                     if not client.closed:
                         if not client.out:
@@ -1024,28 +372,27 @@ class Broker:
         if clients:
             for client in clients:
                 client.attached.discard(job)
+        if job.background:
+            self._completed_background(job, fields[1])
 
     def _work_fail(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._held_job(peer, fields[0])
         if job is None:
             return
-        self._fail_clients(job)
-        self._finish(job)
+        self._work_failed(job, FAILED, WORK_FAIL_REASON, packet(P.WORK_FAIL, fields[0]), b"")
 
     def _work_exception(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._held_job(peer, fields[0],
                              "An exception was received for a job that does not exist")
         if job is None:
             return
-        exc = packet(P.WORK_EXCEPTION, fields[0], fields[1])
         # Clients that did not ask for exceptions get a plain WORK_FAIL. gearmand sends
         # "HANDLE\0" (the exception's field separator left on), which Perl's
         # Gearman::Client and python-gearman cannot match to their task: a deliberate
         # difference (docs/compatibility.md).
-        fail = packet(P.WORK_FAIL, fields[0])
-        for client in job.clients or ():
-            self._send(client, exc if client.exceptions else fail)
-        self._finish(job)
+        self._work_failed(job, EXCEPTION, fields[1] or b"WORK_EXCEPTION with no text",
+                          packet(P.WORK_FAIL, fields[0]),
+                          packet(P.WORK_EXCEPTION, fields[0], fields[1]))
 
     def _work_status(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._held_job(peer, fields[0])
@@ -1104,46 +451,15 @@ class Broker:
 
     def _option(self, peer: Peer, fields: list[bytes]) -> None:
         name = fields[0]
-        if name.lower() == b"exceptions":
+        lowered = name.lower()
+        if lowered == b"exceptions":
             peer.exceptions = True
+            self._send(peer, packet(P.OPTION_RES, name))
+        elif lowered == GEARSHIFT_OPTION:
+            # A gearshift library announcing itself (and learning that the server is
+            # gearshift): gearmand answers ERROR UNKNOWN_OPTION, so extensions stay off.
+            peer.gearshift = True
             self._send(peer, packet(P.OPTION_RES, name))
         else:
             self._send(peer, error_packet(ErrorCode.UNKNOWN_OPTION,
                                           "Server does not recognize given option"))
-
-    # ------------------------------------------------------------------ timers
-
-    @property
-    def running_jobs(self) -> int:
-        """Jobs currently held by workers (what a graceful shutdown waits for)."""
-        return sum(f.running for f in self.functions.values())
-
-    def next_deadline(self) -> float | None:
-        """Clock time of the earliest pending timer (epoch release or job timeout)."""
-        return self.timers[0][0] if self.timers else None
-
-    def run_timers(self) -> None:
-        """Fire every timer that is due: release scheduled jobs, requeue overrunning ones."""
-        now = self.clock()
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            _, _, job, attempt = heapq.heappop(timers)
-            if attempt == _EPOCH_TIMER:
-                if job.state == SCHEDULED:
-                    job.function.scheduled -= 1
-                    self._enqueue(job)
-            elif job.state == RUNNING and job.attempt == attempt:
-                self._requeue(job)
-
-    # ------------------------------------------------------------------ admin helpers
-
-    def cancel(self, handle: bytes) -> bool:
-        """Admin ``cancel job``: fail a job that has not started yet. True if cancelled."""
-        job = self.jobs.get(handle)
-        if job is None or job.state not in (QUEUED, SCHEDULED):
-            return False
-        self._unqueue(job)
-        self._fail_clients(job)
-        self._drop_stored(job)
-        self._forget(job)
-        return True

@@ -12,6 +12,8 @@ from typing import Final
 
 from mypy_extensions import u8
 
+from gearshift.broker._retry import RetryPolicy
+
 # Priorities index the per-function queue lists; lower is more urgent.
 HIGH: Final = 0
 NORMAL: Final = 1
@@ -68,6 +70,8 @@ class Peer:
             behind it, in order (:class:`Ack` slots and byte strings); None otherwise.
         gate_mark: entries of ``out`` written before the first open gate (the rest of
             ``out`` belongs behind the gates and is moved there before a flush).
+        gearshift: the peer is a gearshift library (it sent ``OPTION_REQ gearshift``),
+            so it may be told things third-party peers must never see.
         urgent: ``out`` holds a JOB_ASSIGN or a NOOP, which a worker waits on before it
             can do anything; the I/O shell writes such a peer before the others (and a
             worker's JOB_ASSIGN at once), see ``server._wire``. Cleared by
@@ -84,6 +88,7 @@ class Peer:
         "functions",
         "gate_mark",
         "gates",
+        "gearshift",
         "held",
         "host",
         "id",
@@ -117,6 +122,7 @@ class Peer:
         self.gates: deque[Ack | bytes] | None = None
         self.gate_mark = 0
         self.urgent = False
+        self.gearshift = False  # sent OPTION_REQ "gearshift": may be sent extensions
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""
@@ -192,6 +198,7 @@ class Function:
         "payloads",
         "queued",
         "queues",
+        "retry",
         "running",
         "scheduled",
         "sleepers",
@@ -212,6 +219,8 @@ class Function:
         self.workers: dict[Peer, None] = {}
         self.sleepers: deque[tuple[Peer, int]] = deque()
         self.max_queue = [0, 0, 0]  # per priority; 0 = unlimited
+        #: the background-job retry policy matched to this name when it was first seen
+        self.retry: RetryPolicy | None = None
         # Coalescing indexes (the key is (function, unique), so they live here): unique ->
         # job, and payload -> job for the unique "-". Keyed by the job's own bytes objects,
         # not by (function, unique) tuples: a million queued unique jobs saved 64 MB.
@@ -246,15 +255,16 @@ class JobExtras:
     """
 
     __slots__ = ("attempt", "clients", "created", "denominator", "handle", "numerator",
-                 "reducer", "retries", "waiting", "when")
+                 "reasons", "reducer", "retries", "waiting", "when")
 
     def __init__(self) -> None:
         self.clients: list[Peer] | None = None  # foreground submitters attached to it
         self.waiting: list[Ack] | None = None  # submitters not yet sent JOB_CREATED
         self.reducer = b""
-        self.when = 0
+        self.when = 0.0  # run at (unix seconds): SUBMIT_JOB_EPOCH, or a retry's backoff
         self.attempt = 0  # bumped on each assignment; invalidates stale timeout timers
-        self.retries = 0
+        self.retries = 0  # failed attempts (lost workers, and failures under a policy)
+        self.reasons: list[bytes] | None = None  # each failed attempt's reason
         self.numerator = 0
         self.denominator = 0
         # The handle, kept when the extras exist anyway: a foreground job's (its packets
@@ -276,8 +286,8 @@ class Job:
     The small fields are ``u8``: mypyc packs them into one word.
     """
 
-    __slots__ = ("background", "data", "function", "more", "priority", "seq", "state",
-                 "stored", "unique", "worker")
+    __slots__ = ("background", "data", "function", "more", "priority", "seq", "started",
+                 "state", "stored", "submitted", "unique", "worker")
 
     def __init__(self, function: Function, unique: bytes, data: bytes, priority: int,
                  background: bool) -> None:
@@ -291,6 +301,9 @@ class Job:
         self.state: u8 = QUEUED
         self.background = background
         self.stored = False
+        # Unix times, kept for background jobs only (their outcome reports them).
+        self.submitted = 0.0
+        self.started = 0.0
 
     def extras(self) -> JobExtras:
         """The job's :class:`JobExtras`, created on first use."""
@@ -327,8 +340,8 @@ class Job:
         return self.more.reducer if self.more is not None else b""
 
     @property
-    def when(self) -> int:
-        return self.more.when if self.more is not None else 0
+    def when(self) -> float:
+        return self.more.when if self.more is not None else 0.0
 
     @property
     def attempt(self) -> int:

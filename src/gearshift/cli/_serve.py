@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import quote
 
+from gearshift._units import parse_duration, parse_size
+from gearshift.broker._retry import parse_retry
 from gearshift.server._config import (
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -14,6 +18,8 @@ from gearshift.server._config import (
     default_handle_prefix,
 )
 from gearshift.server._run import VERBOSE_LEVELS
+
+T = TypeVar("T")
 
 QUEUE_TYPES = ("builtin", "libsqlite3", "sqlite", "postgres", "mysql", "redis", "libmemcached",
                "memcached")
@@ -81,7 +87,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="seconds running jobs get to finish on SIGTERM/SIGINT")
     p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
                    help="event loop (auto: uvloop when installed)")
+    outcomes = p.add_argument_group("job outcomes, retries and dead letters")
+    outcomes.add_argument("--keep-results", type=_arg(parse_duration), default=3600.0,
+                          metavar="DURATION",
+                          help="keep a background job's outcome this long after it ended "
+                               "(e.g. 30m, 1h, 7d; 0 keeps none; default 1h)")
+    outcomes.add_argument("--results-max", type=_arg(parse_size), default=64 << 20,
+                          metavar="SIZE", help="memory budget of kept outcomes; the oldest "
+                          "go first beyond it (default 64MiB)")
+    outcomes.add_argument("--dead-letters-max", type=_arg(parse_size), default=64 << 20,
+                          metavar="SIZE", help="memory budget of dead letters; the oldest "
+                          "are dropped, with a warning, beyond it (default 64MiB)")
+    outcomes.add_argument("--retry", type=_arg(parse_retry), action="append", default=[],
+                          metavar="FUNC=ATTEMPTS[:BASE[:MAX]]",
+                          help="retry a function's failed background jobs with exponential "
+                               "backoff, up to ATTEMPTS in all (e.g. 'resize=5:2s:10m'; "
+                               "FUNC may be a glob, '*' for every function; repeatable)")
     p.set_defaults(func=run_serve)
+
+
+def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Wrap a parser so argparse prints its own message (naming the text) on bad input."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def conninfo_to_url(conninfo: str) -> str:
@@ -151,6 +186,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_shutdown=args.allow_shutdown,
         shutdown_timeout=args.shutdown_timeout,
         loop=args.loop,
+        keep_results=args.keep_results,
+        results_max_bytes=args.results_max,
+        dead_max_bytes=args.dead_letters_max,
+        retry=tuple(args.retry),
         **kwargs,
     )
 

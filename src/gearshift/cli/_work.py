@@ -1,25 +1,98 @@
 """``gearshift work``: the ``gearman -w`` worker mode, on gearshift's worker library.
 
 Each job runs COMMAND with the workload on stdin; its stdout is the result. A non-zero
-exit sends the output as WORK_DATA, then WORK_FAIL (as ``gearman -w`` does). Without a
-command the workload is written to our stdout and the result is empty. SIGTERM/SIGINT
-finish the running job and exit 0.
+exit (or a signal, or ``--timeout``) sends the output as WORK_DATA, then fails the job (as
+``gearman -w`` does) with a reason naming the exit status and the end of the command's
+stderr -- WORK_EXCEPTION on a gearshift server, bare WORK_FAIL elsewhere (the worker
+library's "auto" mode). The command's stderr is still passed through to ours as it
+comes, so capturing its tail for the reason hides nothing. Without a command the
+workload is written to our stdout and the result is empty. SIGTERM/SIGINT finish the
+running job and exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from typing import IO
 
 from gearshift.cli._submit import add_server_options, servers_from_args
 from gearshift.client import Job, Worker, WorkerProcesses
 
+#: Bytes of the command's stderr kept for the failure reason: the end of it is where
+#: the error usually is, and the reason must stay small (the library caps it at 4 KiB).
+STDERR_TAIL = 2048
+
 
 class CommandFailed(Exception):
-    """The job's command exited non-zero (becomes WORK_FAIL)."""
+    """The job's command failed (exit status, signal or timeout): the job fails with
+    this message as its reason."""
+
+
+class StderrTee:
+    """Copy a command's stderr to ours as it arrives, keeping the last bytes for the
+    failure reason (a thread: the command may write stderr while we feed its stdin)."""
+
+    def __init__(self, source: IO[bytes], sink: IO[bytes] | None) -> None:
+        self._source = source
+        self._sink = sink
+        self._tail = bytearray()
+        self._thread = threading.Thread(target=self._copy, daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        with self._source:
+            while chunk := os.read(self._source.fileno(), 65536):
+                if self._sink is not None:
+                    try:
+                        self._sink.write(chunk)
+                        self._sink.flush()
+                    except (OSError, ValueError):  # our stderr closed: keep the tail
+                        self._sink = None
+                self._tail += chunk
+                del self._tail[:-STDERR_TAIL]
+
+    def tail(self) -> str:
+        """The last bytes written, once the command's stderr is closed."""
+        self._thread.join()
+        return self._tail.decode(errors="replace").lstrip("\ufffd").strip()
+
+
+def failure(command: str, returncode: int, stderr: str) -> str:
+    """The reason for a failed command: exit status or signal, then its stderr's end."""
+    if returncode < 0:
+        try:
+            what = f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            what = f"killed by signal {-returncode}"
+    else:
+        what = f"exited with status {returncode}"
+    return f"{command} {what}: {stderr}" if stderr else f"{command} {what}"
+
+
+class QuietCommandFailures(logging.Filter):
+    """Drop the traceback of a :class:`CommandFailed`: its reason says everything and
+    the traceback only shows this module, so each failed job stays one line on stderr.
+    Other exceptions (bugs) keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], CommandFailed):
+            record.exc_info = None
+        return True
+
+
+def log_to_stderr() -> None:
+    """The worker library's warnings (failed jobs, lost servers) on our stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("gearshift work: %(message)s"))
+    handler.addFilter(QuietCommandFailures())
+    logging.getLogger("gearshift.client").addHandler(handler)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,7 +110,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="fork N worker processes (CPU-bound commands; -c then counts per "
                         "process)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="register with CAN_DO_TIMEOUT: the server requeues slower jobs")
+                   help="register with CAN_DO_TIMEOUT (the server requeues slower jobs) "
+                        "and kill a command still running after SECONDS")
     p.add_argument("--client-id", default=None, help="SET_CLIENT_ID shown by admin workers")
     p.add_argument("-i", "--pid-file", default=None, help="write our pid here")
     p.add_argument("command", nargs=argparse.REMAINDER,
@@ -45,8 +119,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def command_handler(command: Sequence[str]) -> Callable[[Job], bytes]:
-    """The job function for ``command`` (or the echo-to-stdout function without one)."""
+def command_handler(command: Sequence[str],
+                    timeout: float | None = None) -> Callable[[Job], bytes]:
+    """The job function for ``command`` (or the echo-to-stdout function without one);
+    ``timeout`` kills a command still running after that many seconds."""
     if not command:
         def echo(job: Job) -> bytes:
             sys.stdout.buffer.write(job.data)
@@ -55,13 +131,31 @@ def command_handler(command: Sequence[str]) -> Callable[[Job], bytes]:
         return echo
 
     def execute(job: Job) -> bytes:
-        done = subprocess.run(list(command), input=job.data, stdout=subprocess.PIPE,
-                              check=False)
-        if done.returncode != 0:
-            if done.stdout:
-                job.send_data(done.stdout)
-            raise CommandFailed(f"{command[0]} exited with {done.returncode}")
-        return done.stdout
+        proc = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        # The tee owns stderr; communicate() then handles only stdin and stdout.
+        tee = StderrTee(proc.stderr, getattr(sys.stderr, "buffer", None))
+        proc.stderr = None
+        timed_out = False
+        try:
+            stdout, _ = proc.communicate(job.data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            stdout, _ = proc.communicate()
+        finally:
+            if proc.poll() is None:  # interrupted: do not leave the command behind
+                proc.kill()
+                proc.wait()
+        stderr = tee.tail()
+        if proc.returncode == 0 and not timed_out:
+            return stdout
+        if stdout:
+            job.send_data(stdout)
+        if timed_out:
+            raise CommandFailed(f"{command[0]}: timeout after {timeout:g} s")
+        raise CommandFailed(failure(command[0], proc.returncode, stderr))
     return execute
 
 
@@ -76,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"gearshift work: {exc}\n")
         return 2
-    handler = command_handler(command)
+    log_to_stderr()
+    handler = command_handler(command, args.timeout)
     for function in args.function:
         worker.register(function, handler, timeout=args.timeout)
     if args.pid_file:

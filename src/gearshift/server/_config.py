@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Final
 
+from gearshift.broker._retry import RetryPolicy
 from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
 
 DEFAULT_PORT: Final = 4730
@@ -35,6 +36,10 @@ def default_handle_prefix() -> str:
     return "H:" + socket.gethostname()
 
 
+class StartupError(Exception):
+    """The server cannot start (port in use, store unreachable...); message says why."""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything ``gearshift serve`` can be told.
@@ -44,6 +49,9 @@ class ServerConfig:
         store: "memory" or a store URL (``sqlite``, ``sqlite:///path``, ``postgresql://``...).
         max_packet_size: largest packet body accepted before the peer is disconnected.
         shutdown_timeout: on SIGTERM/SIGINT, how long running jobs get to finish.
+        keep_results: seconds a background job's outcome is kept (0 = none).
+        results_max_bytes / dead_max_bytes: budgets of kept outcomes and dead letters.
+        retry: ``--retry`` policies, in the order given.
     """
 
     listen: tuple[str, ...] = ()
@@ -67,3 +75,7 @@ class ServerConfig:
     allow_shutdown: bool = False
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     loop: str = "auto"
+    keep_results: float = 3600.0
+    results_max_bytes: int = 64 << 20
+    dead_max_bytes: int = 64 << 20
+    retry: tuple[RetryPolicy, ...] = ()

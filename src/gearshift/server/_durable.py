@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gearshift.broker import Broker, Job
+from gearshift.broker import Broker, Job, Outcome, Schedule
+from gearshift.server._config import ServerConfig, StartupError
 
 if TYPE_CHECKING:
-    from gearshift.server._config import ServerConfig
-    from gearshift.store import GroupCommitter, Store
+    from gearshift.store import GroupCommitter, Store, StoredOutcome
 
 log = logging.getLogger("gearshift.server")
 
@@ -39,7 +40,8 @@ class DurableStore:
 
         future = self.committer.add(StoredJob(
             handle=job.handle, function=job.function.name, unique=job.unique, data=job.data,
-            priority=job.priority, when=job.when, reducer=job.reducer, retries=job.retries,
+            priority=job.priority, when=math.ceil(job.when), reducer=job.reducer,
+            retries=job.retries, submitted=job.submitted,
         ))
         future.add_done_callback(lambda fut: self._added(job, fut))
 
@@ -55,8 +57,25 @@ class DurableStore:
     def remove(self, job: Job) -> None:
         self.committer.remove(job.handle)
 
-    def retries(self, job: Job) -> None:
-        self.committer.set_retries(job.handle, job.retries)
+    def update(self, job: Job) -> None:
+        # Whole seconds in the store: a retry's backoff rounds up after a restart.
+        self.committer.set_retries(job.handle, job.retries, math.ceil(job.when))
+
+    def put_outcome(self, outcome: Outcome) -> None:
+        self.committer.put_outcome(outcome.handle, to_stored_outcome(outcome))
+
+    def drop_outcome(self, handle: bytes) -> None:
+        self.committer.put_outcome(handle, None)
+
+    def put_schedule(self, schedule: Schedule) -> None:
+        from gearshift.store import StoredSchedule
+
+        self.committer.put_schedule(schedule.key, StoredSchedule(
+            schedule.key, schedule.function, schedule.unique, schedule.cron, schedule.data,
+            schedule.priority, schedule.last_fired))
+
+    def drop_schedule(self, key: bytes) -> None:
+        self.committer.put_schedule(key, None)
 
     async def close(self) -> None:
         await self.committer.close()
@@ -70,7 +89,6 @@ async def open_durable(config: ServerConfig, broker: Broker,
     Raises:
         StartupError: the store cannot be opened (unreachable database, bad URL...).
     """
-    from gearshift.server._server import StartupError
     from gearshift.store import GroupCommitter, StoreError, open_store
 
     try:
@@ -79,15 +97,44 @@ async def open_durable(config: ServerConfig, broker: Broker,
         await store.open()
         boot = await store.boot()
         stored = await store.load()
+        outcomes = await store.load_outcomes()
+        schedules = await store.load_schedules()
     except (StoreError, OSError, ValueError) as exc:
         raise StartupError(f"cannot open store {config.store!r}: {exc}") from exc
     # Handles embed the boot counter so a handle is never reused across restarts.
     broker.set_handle_prefix(f"{config.job_handle_prefix}:{boot}.".encode())
+    durable = DurableStore(store, GroupCommitter(store), broker, on_change)
+    broker.store = durable  # restoring may delete expired outcomes
     for job in stored:
         broker.restore(job.handle, job.function, job.unique, job.data, job.priority,
-                       job.when, job.reducer, job.retries)
+                       job.when, job.reducer, job.retries, job.submitted)
     if stored:
         log.warning("replayed %d stored background jobs", len(stored))
-    durable = DurableStore(store, GroupCommitter(store), broker, on_change)
-    broker.store = durable
+    kept = sum(broker.restore_outcome(from_stored_outcome(o)) for o in outcomes)
+    if outcomes:
+        log.info("restored %d kept outcomes and dead letters (%d expired)", kept,
+                 len(outcomes) - kept)
+    for sched in schedules:
+        try:
+            broker.restore_schedule(Schedule(sched.key, sched.function, sched.unique,
+                                             sched.cron, sched.data, sched.priority,
+                                             sched.last_fired))
+        except ValueError as exc:
+            log.error("stored schedule %r is unusable and was skipped: %s", sched.key, exc)
     return durable
+
+
+def to_stored_outcome(outcome: Outcome) -> StoredOutcome:
+    from gearshift.store import StoredOutcome
+
+    return StoredOutcome(
+        outcome.handle, outcome.function, outcome.unique, outcome.state, outcome.result,
+        outcome.attempts, outcome.submitted, outcome.started, outcome.ended, outcome.dead,
+        outcome.data, outcome.priority, outcome.reducer, list(outcome.reasons))
+
+
+def from_stored_outcome(stored: StoredOutcome) -> Outcome:
+    return Outcome(
+        stored.handle, stored.function, stored.unique, stored.state, stored.result,
+        stored.attempts, stored.submitted, stored.started, stored.ended, stored.dead,
+        stored.data, stored.priority, stored.reducer, list(stored.reasons))

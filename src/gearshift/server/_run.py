@@ -10,10 +10,9 @@ import sys
 
 from gearshift._build import build_name
 from gearshift._version import __version__
-from gearshift.server._config import ServerConfig
+from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._server import (
     Server,
-    StartupError,
     loop_factory,
     remove_pid_file,
     write_pid_file,

@@ -17,16 +17,12 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
-from gearshift.broker import Broker, BrokerConfig
-from gearshift.server._config import ServerConfig
+from gearshift.broker import Broker, BrokerConfig, RetryPolicies
+from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._durable import DurableStore, open_durable
 from gearshift.server._wire import Pump
 
 log = logging.getLogger("gearshift.server")
-
-
-class StartupError(Exception):
-    """The server cannot start (port in use, store unreachable...); message says why."""
 
 
 class Server:
@@ -48,7 +44,13 @@ class Server:
             handle_prefix=(config.job_handle_prefix + ":").encode(),
             allow_shutdown=config.allow_shutdown,
             verbose=config.verbose,
+            keep_results=config.keep_results,
+            results_max_bytes=config.results_max_bytes,
+            dead_max_bytes=config.dead_max_bytes,
+            retry=RetryPolicies(list(config.retry)),
         ))
+        # Failures, retries, dead letters and dropped jobs, as the broker notes them.
+        self.broker.notify = lambda level, text: log.log(level, "%s", text)
         #: the per-read and per-iteration work (compiled): connections, flushing, timers
         self.pump = Pump(self.broker, config.max_packet_size, self.tune_socket,
                          self._shutdown_requested)

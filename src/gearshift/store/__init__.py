@@ -5,8 +5,27 @@ when their scheme is used, so ``gearshift serve`` with the default SQLite store 
 nothing outside the standard library.
 """
 
-from gearshift.store._base import Batch, Store, StoredJob, StoreError
+from gearshift.store._base import (
+    OUTCOME_STATES,
+    Batch,
+    Store,
+    StoredJob,
+    StoredOutcome,
+    StoredSchedule,
+    StoreError,
+)
 from gearshift.store._committer import GroupCommitter
 from gearshift.store._open import open_store, redact
 
-__all__ = ["Batch", "GroupCommitter", "Store", "StoreError", "StoredJob", "open_store", "redact"]
+__all__ = [
+    "OUTCOME_STATES",
+    "Batch",
+    "GroupCommitter",
+    "Store",
+    "StoreError",
+    "StoredJob",
+    "StoredOutcome",
+    "StoredSchedule",
+    "open_store",
+    "redact",
+]

@@ -2,8 +2,8 @@
 
 The server never talks to a database directly: it hands :class:`Batch` objects to a
 :class:`Store` through the group committer. Keeping the contract this small (open, boot,
-load, apply, close) is what lets one conformance suite cover SQLite, PostgreSQL,
-MySQL/MariaDB, Redis and memcached alike.
+the three loads, apply, close) is what lets one conformance suite cover SQLite,
+PostgreSQL, MySQL/MariaDB, Redis and memcached alike.
 
 Error tree::
 
@@ -41,7 +41,8 @@ class StoredJob:
     priority: int      # 0 high, 1 normal, 2 low
     when: int          # unix epoch seconds to run at; 0 = as soon as possible
     reducer: bytes = b""   # SUBMIT_REDUCE_JOB_BACKGROUND reducer (empty otherwise)
-    retries: int = 0       # attempts so far (survives restarts)
+    retries: int = 0       # failed attempts so far (survives restarts)
+    submitted: float = 0.0  # unix seconds the job was accepted; 0 = unknown (older rows)
 
     def __post_init__(self) -> None:
         # Bad input gets a clear error here rather than a cryptic driver error later.
@@ -49,8 +50,67 @@ class StoredJob:
             raise ValueError("StoredJob.handle must not be empty")
         if self.priority not in (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW):
             raise ValueError(f"StoredJob.priority must be 0, 1 or 2, not {self.priority!r}")
-        if self.when < 0 or self.retries < 0:
-            raise ValueError("StoredJob.when and StoredJob.retries must not be negative")
+        if self.when < 0 or self.retries < 0 or self.submitted < 0:
+            raise ValueError("StoredJob.when, retries and submitted must not be negative")
+
+
+#: The states an outcome can end in (``StoredOutcome.state``).
+OUTCOME_STATES = ("complete", "failed", "exception", "cancelled", "dead")
+
+
+@dataclass(slots=True)
+class StoredOutcome:
+    """How a background job ended, kept after it left the queue.
+
+    Outcomes are kept for ``--keep-results``; a record with ``dead`` set is a dead
+    letter, kept until it is retried or purged, and carries what is needed to run the
+    job again (``data``, ``priority``, ``reducer``) and every failed attempt's reason.
+    """
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    state: str              # one of OUTCOME_STATES
+    result: bytes           # the result data (complete), or the last failure's reason
+    attempts: int           # times the job was handed to a worker
+    submitted: float        # unix seconds; 0 = unknown
+    started: float          # when its last attempt started; 0 = never ran
+    ended: float
+    dead: bool = False      # in the dead-letter set
+    data: bytes = b""       # the job's payload (dead letters only)
+    priority: int = PRIORITY_NORMAL
+    reducer: bytes = b""
+    reasons: list[bytes] = field(default_factory=list)  # each failed attempt's reason
+
+    def __post_init__(self) -> None:
+        if not self.handle:
+            raise ValueError("StoredOutcome.handle must not be empty")
+        if self.state not in OUTCOME_STATES:
+            raise ValueError(f"StoredOutcome.state must be one of {OUTCOME_STATES}, "
+                             f"not {self.state!r}")
+        if self.priority not in (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW):
+            raise ValueError(f"StoredOutcome.priority must be 0, 1 or 2, not {self.priority!r}")
+        if self.attempts < 0:
+            raise ValueError("StoredOutcome.attempts must not be negative")
+
+
+@dataclass(slots=True)
+class StoredSchedule:
+    """A recurring background job (SUBMIT_JOB_SCHED, ``gearshift schedule add``)."""
+
+    key: bytes              # the schedule's id
+    function: bytes
+    unique: bytes
+    cron: str               # five cron fields, "minute hour day-of-month month day-of-week"
+    data: bytes
+    priority: int = PRIORITY_NORMAL
+    last_fired: float = 0.0  # the slot (unix seconds) fired last; 0 = never
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise ValueError("StoredSchedule.key must not be empty")
+        if self.priority not in (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW):
+            raise ValueError(f"StoredSchedule.priority must be 0, 1 or 2, not {self.priority!r}")
 
 
 @dataclass(slots=True)
@@ -60,6 +120,11 @@ class Batch:
     adds: list[StoredJob] = field(default_factory=list)
     removes: list[bytes] = field(default_factory=list)        # handles
     retries: dict[bytes, int] = field(default_factory=dict)   # handle -> new retry count
+    when: dict[bytes, int] = field(default_factory=dict)      # handle -> new run-at time
+    #: handle -> outcome to store (replacing any), or None to delete it; last one wins
+    outcomes: dict[bytes, StoredOutcome | None] = field(default_factory=dict)
+    #: schedule key -> schedule to store (replacing any), or None to delete it
+    schedules: dict[bytes, StoredSchedule | None] = field(default_factory=dict)
 
     def normalized(self) -> Batch:
         """The same effect with no job both added and removed.
@@ -74,17 +139,20 @@ class Batch:
         for job in self.adds:
             if job.handle in removed:
                 continue
-            if job.handle in self.retries:
+            if job.handle in self.retries or job.handle in self.when:
                 job = StoredJob(job.handle, job.function, job.unique, job.data, job.priority,
-                                job.when, job.reducer, self.retries[job.handle])
+                                self.when.get(job.handle, job.when), job.reducer,
+                                self.retries.get(job.handle, job.retries), job.submitted)
             adds.append(job)
         added = {job.handle for job in self.adds}
         removes = [h for h in dict.fromkeys(self.removes) if h not in added]
         retries = {h: n for h, n in self.retries.items() if h not in added and h not in removed}
-        return Batch(adds, removes, retries)
+        when = {h: w for h, w in self.when.items() if h not in added and h not in removed}
+        return Batch(adds, removes, retries, when, dict(self.outcomes), dict(self.schedules))
 
     def __bool__(self) -> bool:
-        return bool(self.adds or self.removes or self.retries)
+        return bool(self.adds or self.removes or self.retries or self.when or self.outcomes
+                    or self.schedules)
 
 
 class Store(abc.ABC):
@@ -118,6 +186,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def load(self) -> list[StoredJob]:
         """Every stored job, in insertion order (FIFO within a priority on replay)."""
+
+    @abc.abstractmethod
+    async def load_outcomes(self) -> list[StoredOutcome]:
+        """Every stored outcome and dead letter, oldest ``ended`` first."""
+
+    @abc.abstractmethod
+    async def load_schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule, in the order they were first stored."""
 
     @abc.abstractmethod
     async def apply(self, batch: Batch) -> None:

@@ -10,8 +10,9 @@ Resource handling: the committer owns one background task, started on demand and
 when the queue is empty; :meth:`close` flushes and waits for it.
 
 Error handling: a failed batch fails the futures of its adds with the :class:`StoreError`
-(the server answers ``ERROR QUEUE_ERROR``); its removes and retry counts are kept and
-retried with the next batch, after a backoff that doubles up to ``max_backoff``.
+(the server answers ``ERROR QUEUE_ERROR``); its removes, retry counts, outcomes and
+schedules are kept and retried with the next batch, after a backoff that doubles up to
+``max_backoff``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gearshift.store._base import Batch, Store, StoredJob, StoreError
+from gearshift.store._base import (
+    Batch,
+    Store,
+    StoredJob,
+    StoredOutcome,
+    StoredSchedule,
+    StoreError,
+)
 
 log = logging.getLogger("gearshift.store")
 
@@ -74,9 +82,22 @@ class GroupCommitter:
         self._pending.removes.append(handle)
         self._kick()
 
-    def set_retries(self, handle: bytes, count: int) -> None:
-        """Queue a new attempt count for a stored job."""
+    def set_retries(self, handle: bytes, count: int, when: int | None = None) -> None:
+        """Queue a new attempt count (and, for a retry with backoff, a new run-at time)
+        for a stored job."""
         self._pending.retries[handle] = count
+        if when is not None:
+            self._pending.when[handle] = when
+        self._kick()
+
+    def put_outcome(self, handle: bytes, outcome: StoredOutcome | None) -> None:
+        """Queue storing (or, with None, deleting) a job's outcome or dead letter."""
+        self._pending.outcomes[handle] = outcome
+        self._kick()
+
+    def put_schedule(self, key: bytes, schedule: StoredSchedule | None) -> None:
+        """Queue storing (or, with None, deleting) a schedule."""
+        self._pending.schedules[key] = schedule
         self._kick()
 
     async def flush(self) -> None:
@@ -145,9 +166,18 @@ class GroupCommitter:
         # repeat; dropping them would replay finished jobs after a restart.
         failed_adds = {job.handle for job in batch.adds}
         self._pending.removes[:0] = [h for h in batch.removes if h not in failed_adds]
+        pending = self._pending
         for handle, count in batch.retries.items():
             if handle not in failed_adds:
-                self._pending.retries.setdefault(handle, count)
+                pending.retries.setdefault(handle, count)
+        for handle, when in batch.when.items():
+            if handle not in failed_adds:
+                pending.when.setdefault(handle, when)
+        # Outcome and schedule writes queued since are newer: they win.
+        for handle, outcome in batch.outcomes.items():
+            pending.outcomes.setdefault(handle, outcome)
+        for key, schedule in batch.schedules.items():
+            pending.schedules.setdefault(key, schedule)
 
     def _fail_all(self, exc: StoreError) -> None:
         for future in self._waiters:

@@ -5,20 +5,28 @@ index and makes ONE compare-and-swap the commit point of every batch:
 
 * ``<prefix>j:<sha256(handle)>`` (+ ``:1``, ``:2``... for pieces beyond 512 KiB) - one
   job record (see :mod:`gearshift.store._record`), written once, never modified.
-* ``<prefix>idx:<gen>:<n>`` - generation ``gen`` of the index: every stored handle with
-  its retry count, in insertion order, in pieces of 512 KiB.
-* ``<prefix>head`` - ``"<gen> <pieces>"``: which index generation is current.
+* ``<prefix>o:<tag>:<sha256(handle)>`` and ``<prefix>s:<tag>:<sha256(key)>`` (+ pieces)
+  - one version of an outcome or of a schedule, written by the commit tagged ``tag``.
+  These can be replaced, so a new version is a new item, never an overwrite.
+* ``<prefix>idx:<tag>:<n>`` - the index that commit made current (a
+  :class:`~gearshift.store._record.Index`): every stored job with its retry count and
+  run-at time, in insertion order; every outcome and schedule with the tag and piece
+  count of its current version, in 512 KiB pieces.
+* ``<prefix>head`` - ``"<gen> <pieces> <tag>"``: which index is current. A head with no
+  tag (``"<gen> <pieces>"``) names an older version-1 index ``idx:<gen>:<n>`` of jobs and
+  retry counts only; it is read as is and replaced by the next commit.
 
-A batch writes the new job records, then the complete next index generation, then
-CASes the head from ``gen`` to ``gen + 1``. Only that CAS makes the batch visible, so a
-failure anywhere before it leaves the store as it was (a crash leaves unreferenced
-items, which are never loaded). After the CAS the old generation and removed records
-are deleted (best effort).
+A batch writes its new records, then the complete next index, then CASes the head from
+what it read. Only that CAS makes the batch visible, so a failure anywhere before it
+leaves the store as it was (a crash leaves unreferenced items, which are never loaded).
+Every commit's tag is new (``<gen>-<random>``), so even a second writer on the same
+prefix cannot overwrite an item a current index names: it only loses the CAS. After the
+CAS the old index and the replaced or removed records are deleted (best effort).
 
-Honest limits (see docs/storage.md): each commit rewrites the whole index (about 40
-bytes per queued job); memcached keeps everything in RAM, so its own restart loses
-the queue, and it evicts items under memory pressure unless started with ``-M``;
-one gearshift server per prefix (a second writer makes the CAS fail, safely).
+Honest limits (see docs/storage.md): each commit rewrites the whole index (about 45
+bytes per queued job, 55 per kept outcome or schedule); memcached keeps everything in
+RAM, so its own restart loses the queue, and it evicts items under memory pressure
+unless started with ``-M``; one gearshift server per prefix.
 """
 
 from __future__ import annotations
@@ -26,14 +34,35 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from gearshift.store._base import Batch, Store, StoredJob, StoreError
+from gearshift.store._base import (
+    Batch,
+    Store,
+    StoredJob,
+    StoredOutcome,
+    StoredSchedule,
+    StoreError,
+)
 from gearshift.store._open import query_option
-from gearshift.store._record import pack_index, pack_job, split, unpack_index, unpack_job
+from gearshift.store._record import (
+    Index,
+    Ref,
+    pack_index2,
+    pack_job,
+    pack_outcome,
+    pack_schedule,
+    split,
+    unpack_index,
+    unpack_index2,
+    unpack_job,
+    unpack_outcome,
+    unpack_schedule,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("gearshift.store")
@@ -63,7 +92,7 @@ class MemcachedStore(Store):
         self.description = f"memcached at {self.host}:{self.port}"
         self._executor: ThreadPoolExecutor | None = None
         self._client: Any = None
-        self._index: tuple[int, dict[bytes, int]] | None = None  # cached (gen, entries)
+        self._index: tuple[tuple[int, str], Index] | None = None  # cached ((gen, tag), index)
         self._lock = asyncio.Lock()
         #: handle -> piece count, for stored jobs larger than one piece (to delete them all)
         self._pieces: dict[bytes, int] = {}
@@ -104,26 +133,59 @@ class MemcachedStore(Store):
 
     # ------------------------------------------------------------- index, sync
 
-    def _head(self, mc: Any) -> tuple[int, int, bytes]:
+    def _head(self, mc: Any) -> tuple[int, int, str, bytes]:
+        """The current ``(gen, pieces, tag, cas)``; tag "" names a version-1 index."""
         value, cas = mc.gets(self._key("head"))
         if value is None:
             mc.add(self._key("head"), b"0 0", noreply=False)
             value, cas = mc.gets(self._key("head"))
             if value is None:
                 raise _Conflict("index head vanished (evicted? run memcached with -M)")
-        gen, pieces = (int(x) for x in value.split())
-        return gen, pieces, cas
+        gen, pieces, *tag = value.decode().split()
+        return int(gen), int(pieces), "".join(tag), cas
 
-    def _read_index(self, mc: Any, gen: int, pieces: int) -> dict[bytes, int]:
-        if self._index is not None and self._index[0] == gen:
+    def _read_index(self, mc: Any, gen: int, pieces: int, tag: str) -> Index:
+        if self._index is not None and self._index[0] == (gen, tag):
             return self._index[1]
-        keys = [self._key("idx", str(gen), str(i)) for i in range(pieces)]
+        keys = [self._key("idx", tag or str(gen), str(i)) for i in range(pieces)]
         got = mc.get_many(keys) if keys else {}
         if len(got) != len(keys):
             raise _Conflict(f"index generation {gen} is incomplete (evicted? run with -M)")
-        entries = unpack_index(b"".join(got[k] for k in keys))
-        self._index = (gen, entries)
-        return entries
+        blob = b"".join(got[k] for k in keys)
+        if tag:
+            index = unpack_index2(blob)
+        else:  # version 1: jobs and retry counts; run-at times are in the job records
+            index = Index({h: (n, -1) for h, n in unpack_index(blob).items()})
+        self._index = ((gen, tag), index)
+        return index
+
+    def _current(self, mc: Any) -> Index:
+        self._index = None
+        gen, pieces, tag, _ = self._head(mc)
+        return self._read_index(mc, gen, pieces, tag)
+
+    def _ref_keys(self, kind: str, name: bytes, ref: Ref) -> list[str]:
+        """Every item of the outcome (kind "o") or schedule ("s") version ``ref``."""
+        tag, pieces = ref
+        key = self._key(kind, tag, hashlib.sha256(name).hexdigest()[:40])
+        return [key, *(f"{key}:{i}" for i in range(1, pieces))]
+
+    def _records(self, mc: Any, kind: str, refs: dict[bytes, Ref]) -> list[bytes]:
+        """The blobs of ``refs`` in their order; a missing one is logged and skipped."""
+        names = list(refs)
+        out: list[bytes] = []
+        for start in range(0, len(names), GET_CHUNK):
+            chunk = names[start:start + GET_CHUNK]
+            keys = {n: self._ref_keys(kind, n, refs[n]) for n in chunk}
+            got = mc.get_many([k for ks in keys.values() for k in ks])
+            for name in chunk:
+                parts = [got.get(k) for k in keys[name]]
+                if any(p is None for p in parts):
+                    log.error("%s: %r is in the index but its record is gone (evicted: run "
+                              "memcached with -M); skipped", self.description, name)
+                    continue
+                out.append(b"".join(p for p in parts if p is not None))
+        return out
 
     def _set_all(self, mc: Any, items: dict[str, bytes]) -> None:
         pairs = list(items.items())
@@ -152,9 +214,7 @@ class MemcachedStore(Store):
         return await self._call("load", self._load)
 
     def _load(self, mc: Any) -> list[StoredJob]:
-        self._index = None
-        gen, pieces, _ = self._head(mc)
-        entries = self._read_index(mc, gen, pieces)
+        entries = self._current(mc).jobs
         handles = list(entries)
         jobs: list[StoredJob] = []
         for start in range(0, len(handles), GET_CHUNK):
@@ -168,8 +228,27 @@ class MemcachedStore(Store):
                               "(evicted: run memcached with -M); skipped", self.description,
                               handle)
                     continue
-                jobs.append(unpack_job(blob, entries[handle]))
+                retries, when = entries[handle]
+                job = unpack_job(blob, retries)
+                if when >= 0:
+                    job.when = when
+                jobs.append(job)
         return jobs
+
+    async def load_outcomes(self) -> list[StoredOutcome]:
+        def read(mc: Any) -> list[StoredOutcome]:
+            blobs = self._records(mc, "o", self._current(mc).outcomes)
+            # Index order is insertion order; a stable sort keeps it among equal ends.
+            return sorted((unpack_outcome(b) for b in blobs), key=lambda o: o.ended)
+
+        return await self._call("load", read)
+
+    async def load_schedules(self) -> list[StoredSchedule]:
+        def read(mc: Any) -> list[StoredSchedule]:
+            return [unpack_schedule(b) for b in
+                    self._records(mc, "s", self._current(mc).schedules)]
+
+        return await self._call("load", read)
 
     def _rest(self, mc: Any, handle: bytes, first: bytes) -> bytes | None:
         count = int.from_bytes(first[:4], "big")
@@ -188,31 +267,35 @@ class MemcachedStore(Store):
             await self._call("write", lambda mc: self._apply(mc, batch))
 
     def _apply(self, mc: Any, batch: Batch) -> None:
-        gen, pieces, cas = self._head(mc)
-        entries = dict(self._read_index(mc, gen, pieces))
+        gen, pieces, old_tag, cas = self._head(mc)
+        index = self._read_index(mc, gen, pieces, old_tag).copy()
+        tag = f"{gen + 1}-{secrets.token_hex(4)}"
         items: dict[str, bytes] = {}
+        garbage = [self._key("idx", old_tag or str(gen), str(i)) for i in range(pieces)]
+        jobs = index.jobs
         for job in batch.adds:
-            if job.handle in entries:
+            if job.handle in jobs:
                 raise _Conflict(f"job handle {job.handle!r} already stored")
-            entries[job.handle] = job.retries
+            jobs[job.handle] = (job.retries, -1)
             parts = split(pack_job(job), PIECE)
             key = self._job_key(job.handle)
             items[key] = len(parts).to_bytes(4, "big") + parts[0]
             items.update({f"{key}:{i}": part for i, part in enumerate(parts[1:], 1)})
             if len(parts) > 1:
                 self._pieces[job.handle] = len(parts)
-        gone = [h for h in batch.removes if entries.pop(h, None) is not None]
-        for handle, count in batch.retries.items():
-            if handle in entries:
-                entries[handle] = count
-        index = split(pack_index(entries), PIECE)
-        items.update({self._key("idx", str(gen + 1), str(i)): p for i, p in enumerate(index)})
+        gone = [h for h in batch.removes if jobs.pop(h, None) is not None]
+        for handle in {**batch.retries, **batch.when}:
+            if handle in jobs:
+                retries, when = jobs[handle]
+                jobs[handle] = (batch.retries.get(handle, retries), batch.when.get(handle, when))
+        garbage += self._replace_records(index, batch, items, tag)
+        packed = split(pack_index2(index), PIECE)
+        items.update({self._key("idx", tag, str(i)): p for i, p in enumerate(packed)})
         self._set_all(mc, items)
-        if not mc.cas(self._key("head"), f"{gen + 1} {len(index)}".encode(), cas,
+        if not mc.cas(self._key("head"), f"{gen + 1} {len(packed)} {tag}".encode(), cas,
                       noreply=False):
             raise _Conflict("another writer changed the index (one server per prefix)")
-        self._index = (gen + 1, entries)
-        garbage = [self._key("idx", str(gen), str(i)) for i in range(pieces)]
+        self._index = ((gen + 1, tag), index)
         for handle in gone:
             key = self._job_key(handle)
             garbage += [key, *(f"{key}:{i}" for i in range(1, self._pieces.pop(handle, 1)))]
@@ -220,6 +303,38 @@ class MemcachedStore(Store):
             mc.delete_many(garbage, noreply=True)
         except OSError:
             log.warning("%s: could not delete %d stale items", self.description, len(garbage))
+
+    def _replace_records(self, index: Index, batch: Batch, items: dict[str, bytes],
+                         tag: str) -> list[str]:
+        """Queue the batch's new outcome and schedule versions into ``items`` and point
+        ``index`` at them; the items of the versions they replace (garbage after the CAS)."""
+        garbage: list[str] = []
+        for handle, outcome in batch.outcomes.items():
+            # pop then add: a replaced outcome moves to the end, as in the memory store
+            old = index.outcomes.pop(handle, None)
+            if old is not None:
+                garbage += self._ref_keys("o", handle, old)
+            if outcome is not None:
+                index.outcomes[handle] = self._record(items, "o", handle, tag,
+                                                      pack_outcome(outcome))
+        for name, schedule in batch.schedules.items():
+            old = index.schedules.get(name)
+            if old is not None:
+                garbage += self._ref_keys("s", name, old)
+            if schedule is None:
+                index.schedules.pop(name, None)
+            else:  # an updated schedule keeps its place: first-stored order
+                index.schedules[name] = self._record(items, "s", name, tag,
+                                                     pack_schedule(schedule))
+        return garbage
+
+    def _record(self, items: dict[str, bytes], kind: str, name: bytes, tag: str,
+                blob: bytes) -> Ref:
+        """Queue ``blob`` as a new version of ``name`` under ``tag``; its reference."""
+        parts = split(blob, PIECE)
+        ref = (tag, len(parts))
+        items.update(zip(self._ref_keys(kind, name, ref), parts, strict=True))
+        return ref
 
     async def close(self) -> None:
         if self._executor is None:

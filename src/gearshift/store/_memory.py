@@ -6,7 +6,16 @@ against it too and a backend that disagrees with it is the one that is wrong.
 
 from __future__ import annotations
 
-from gearshift.store._base import Batch, Store, StoredJob, StoreError
+import dataclasses
+
+from gearshift.store._base import (
+    Batch,
+    Store,
+    StoredJob,
+    StoredOutcome,
+    StoredSchedule,
+    StoreError,
+)
 
 
 class MemoryStore(Store):
@@ -15,6 +24,8 @@ class MemoryStore(Store):
     def __init__(self, url: str = "memory") -> None:
         self.description = "memory"
         self._jobs: dict[bytes, StoredJob] = {}
+        self._outcomes: dict[bytes, StoredOutcome] = {}
+        self._schedules: dict[bytes, StoredSchedule] = {}
         self._boot = 0
 
     async def open(self) -> None:
@@ -25,8 +36,15 @@ class MemoryStore(Store):
         return self._boot
 
     async def load(self) -> list[StoredJob]:
-        return [StoredJob(j.handle, j.function, j.unique, j.data, j.priority, j.when,
-                          j.reducer, j.retries) for j in self._jobs.values()]
+        return [dataclasses.replace(j) for j in self._jobs.values()]
+
+    async def load_outcomes(self) -> list[StoredOutcome]:
+        outcomes = [dataclasses.replace(o, reasons=list(o.reasons))
+                    for o in self._outcomes.values()]
+        return sorted(outcomes, key=lambda o: o.ended)
+
+    async def load_schedules(self) -> list[StoredSchedule]:
+        return [dataclasses.replace(s) for s in self._schedules.values()]
 
     async def apply(self, batch: Batch) -> None:
         batch = batch.normalized()
@@ -42,6 +60,18 @@ class MemoryStore(Store):
         for handle, count in batch.retries.items():
             if handle in self._jobs:
                 self._jobs[handle].retries = count
+        for handle, when in batch.when.items():
+            if handle in self._jobs:
+                self._jobs[handle].when = when
+        for handle, outcome in batch.outcomes.items():
+            self._outcomes.pop(handle, None)  # a replaced outcome moves to the end
+            if outcome is not None:
+                self._outcomes[handle] = outcome
+        for key, schedule in batch.schedules.items():
+            if schedule is None:
+                self._schedules.pop(key, None)
+            else:
+                self._schedules[key] = schedule
 
     async def close(self) -> None:
         return None

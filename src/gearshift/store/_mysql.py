@@ -1,8 +1,14 @@
 """MySQL / MariaDB store on aiomysql (extra ``gearshift[mysql]``).
 
-One connection, one InnoDB transaction per batch (adds go in as multi-row INSERTs).
-The AUTO_INCREMENT ``seq`` column records insertion order. Payloads
-up to the server's ``max_allowed_packet`` (16 MiB by default on MariaDB 10.2+) fit.
+One connection, one InnoDB transaction per batch (adds go in as multi-row INSERTs,
+retry counts and run-at times as one ``UPDATE ... CASE``, outcomes as multi-row
+``REPLACE``, schedules as multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``). The
+AUTO_INCREMENT ``seq`` columns record insertion order. Payloads up to the server's
+``max_allowed_packet`` (16 MiB by default on MariaDB 10.2+) fit.
+
+Tables: ``<table>``, ``<table>_meta``, ``<table>_outcomes``, ``<table>_schedules``; times
+are DOUBLE, sent as ``repr()`` literals (shortest exact form) and read back exactly. A
+job table made by an older version gains its ``submitted`` column on first connect.
 """
 
 from __future__ import annotations
@@ -13,8 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from gearshift.store._base import Batch, Store, StoredJob, StoreError
+from gearshift.store._base import (
+    Batch,
+    Store,
+    StoredJob,
+    StoredOutcome,
+    StoredSchedule,
+    StoreError,
+)
 from gearshift.store._open import table_name
+from gearshift.store._record import pack_reasons, unpack_reasons
 
 T = TypeVar("T")
 
@@ -64,21 +78,9 @@ class MySQLStore(Store):
         except (TimeoutError, aiomysql.MySQLError, OSError) as exc:
             raise StoreError(f"{self.description} unreachable: {exc or type(exc).__name__}"
                              ) from exc
-        t = self.table
         try:
             async with conn.cursor() as cur:
-                # "IF NOT EXISTS" on an existing table is a server warning, not news.
-                await cur.execute("SET SESSION sql_notes = 0")
-                await cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {t} (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                    "handle VARBINARY(255) NOT NULL UNIQUE, function BLOB NOT NULL, "
-                    "unique_key BLOB NOT NULL, data LONGBLOB NOT NULL, priority TINYINT NOT NULL, "
-                    "when_to_run BIGINT NOT NULL, reducer BLOB NOT NULL, retries INT NOT NULL) "
-                    "ENGINE=InnoDB")
-                await cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {t}_meta (name VARCHAR(32) PRIMARY KEY, "
-                    "value BIGINT NOT NULL) ENGINE=InnoDB")
-                await cur.execute("SET SESSION sql_notes = 1")
+                await _create_schema(cur, self.table)
             await conn.commit()
         except BaseException:
             conn.close()
@@ -123,9 +125,32 @@ class MySQLStore(Store):
         async def read(cur: Any) -> list[StoredJob]:
             await cur.execute(
                 "SELECT handle, function, unique_key, data, priority, when_to_run, reducer, "
-                f"retries FROM {self.table} ORDER BY seq")
+                f"retries, submitted FROM {self.table} ORDER BY seq")
             return [StoredJob(bytes(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]), int(r[4]),
-                              int(r[5]), bytes(r[6]), int(r[7])) for r in await cur.fetchall()]
+                              int(r[5]), bytes(r[6]), int(r[7]), float(r[8]))
+                    for r in await cur.fetchall()]
+
+        return await self._call("load", lambda c: self._transaction(c, read))
+
+    async def load_outcomes(self) -> list[StoredOutcome]:
+        async def read(cur: Any) -> list[StoredOutcome]:
+            await cur.execute(f"SELECT {_OUTCOME_COLUMNS} FROM {self.table}_outcomes "
+                              "ORDER BY ended, seq")
+            return [StoredOutcome(bytes(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]).decode(),
+                                  bytes(r[4]), int(r[5]), float(r[6]), float(r[7]),
+                                  float(r[8]), bool(r[9]), bytes(r[10]), int(r[11]),
+                                  bytes(r[12]), unpack_reasons(bytes(r[13])))
+                    for r in await cur.fetchall()]
+
+        return await self._call("load", lambda c: self._transaction(c, read))
+
+    async def load_schedules(self) -> list[StoredSchedule]:
+        async def read(cur: Any) -> list[StoredSchedule]:
+            await cur.execute(f"SELECT {_SCHEDULE_COLUMNS} FROM {self.table}_schedules "
+                              "ORDER BY seq")
+            return [StoredSchedule(bytes(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]).decode(),
+                                   bytes(r[4]), int(r[5]), float(r[6]))
+                    for r in await cur.fetchall()]
 
         return await self._call("load", lambda c: self._transaction(c, read))
 
@@ -157,26 +182,121 @@ def _hex(value: bytes) -> str:
     return f"X'{value.hex()}'" if value else "''"
 
 
-def _statements(table: str, batch: Batch) -> list[str]:
-    """The SQL for one batch: multi-row INSERTs of bounded size, one DELETE, UPDATEs."""
+def _float(value: float) -> str:
+    """A DOUBLE literal: ``repr`` is the shortest text that reads back as the same float."""
+    return repr(float(value))
+
+
+#: Handles per ``UPDATE ... CASE`` statement (bounds its length).
+UPDATE_CHUNK = 1000
+
+_OUTCOME_COLUMNS = ("handle, function, unique_key, state, result, attempts, submitted, "
+                    "started, ended, dead, data, priority, reducer, reasons")
+_SCHEDULE_COLUMNS = "skey, function, unique_key, cron, data, priority, last_fired"
+
+
+async def _create_schema(cur: Any, t: str) -> None:
+    """Create missing tables; add ``submitted`` to a job table made before it existed.
+
+    Checked first, then a plain ``ADD COLUMN`` (MySQL, unlike MariaDB, has no ``ADD
+    COLUMN IF NOT EXISTS``); a concurrent server adding it first (error 1060) is fine.
+    """
+    # "IF NOT EXISTS" on an existing table is a server warning, not news.
+    await cur.execute("SET SESSION sql_notes = 0")
+    await cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {t} (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "handle VARBINARY(255) NOT NULL UNIQUE, function BLOB NOT NULL, "
+        "unique_key BLOB NOT NULL, data LONGBLOB NOT NULL, priority TINYINT NOT NULL, "
+        "when_to_run BIGINT NOT NULL, reducer BLOB NOT NULL, retries INT NOT NULL, "
+        "submitted DOUBLE NOT NULL DEFAULT 0) ENGINE=InnoDB")
+    await cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {t}_meta (name VARCHAR(32) PRIMARY KEY, "
+        "value BIGINT NOT NULL) ENGINE=InnoDB")
+    await cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {t}_outcomes (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "handle VARBINARY(255) NOT NULL UNIQUE, function BLOB NOT NULL, "
+        "unique_key BLOB NOT NULL, state VARBINARY(16) NOT NULL, result LONGBLOB NOT NULL, "
+        "attempts BIGINT NOT NULL, submitted DOUBLE NOT NULL, started DOUBLE NOT NULL, "
+        "ended DOUBLE NOT NULL, dead TINYINT NOT NULL, data LONGBLOB NOT NULL, "
+        "priority TINYINT NOT NULL, reducer BLOB NOT NULL, reasons LONGBLOB NOT NULL) "
+        "ENGINE=InnoDB")
+    await cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {t}_schedules (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "skey VARBINARY(255) NOT NULL UNIQUE, function BLOB NOT NULL, "
+        "unique_key BLOB NOT NULL, cron BLOB NOT NULL, data LONGBLOB NOT NULL, "
+        "priority TINYINT NOT NULL, last_fired DOUBLE NOT NULL) ENGINE=InnoDB")
+    await cur.execute("SET SESSION sql_notes = 1")
+    await cur.execute(f"SHOW COLUMNS FROM {t} LIKE 'submitted'")
+    if not await cur.fetchall():
+        import aiomysql
+
+        try:
+            await cur.execute(f"ALTER TABLE {t} ADD COLUMN submitted DOUBLE NOT NULL DEFAULT 0")
+        except aiomysql.MySQLError as exc:
+            if exc.args[0] != 1060:  # ER_DUP_FIELDNAME
+                raise
+
+
+def _rows(head: str, rows: list[str], tail: str = "") -> list[str]:
+    """Multi-row statements ``head rows... tail``, each at most about MAX_STATEMENT long."""
     out: list[str] = []
-    head = (f"INSERT INTO {table} (handle, function, unique_key, data, priority, when_to_run, "
-            "reducer, retries) VALUES ")
-    rows: list[str] = []
+    chunk: list[str] = []
     size = 0
-    for j in batch.adds:
-        row = (f"({_hex(j.handle)}, {_hex(j.function)}, {_hex(j.unique)}, {_hex(j.data)}, "
-               f"{int(j.priority)}, {int(j.when)}, {_hex(j.reducer)}, {int(j.retries)})")
-        if rows and size + len(row) > MAX_STATEMENT:
-            out.append(head + ", ".join(rows))
-            rows, size = [], 0
-        rows.append(row)
+    for row in rows:
+        if chunk and size + len(row) > MAX_STATEMENT:
+            out.append(head + ", ".join(chunk) + tail)
+            chunk, size = [], 0
+        chunk.append(row)
         size += len(row) + 2
-    if rows:
-        out.append(head + ", ".join(rows))
+    if chunk:
+        out.append(head + ", ".join(chunk) + tail)
+    return out
+
+
+def _statements(table: str, batch: Batch) -> list[str]:
+    """The SQL for one normalized batch: multi-row INSERTs of bounded size, one DELETE
+    per table, and UPDATEs that set many rows each."""
+    t = table
+    out = _rows(
+        f"INSERT INTO {t} (handle, function, unique_key, data, priority, when_to_run, "
+        "reducer, retries, submitted) VALUES ",
+        [f"({_hex(j.handle)}, {_hex(j.function)}, {_hex(j.unique)}, {_hex(j.data)}, "
+         f"{int(j.priority)}, {int(j.when)}, {_hex(j.reducer)}, {int(j.retries)}, "
+         f"{_float(j.submitted)})" for j in batch.adds])
     if batch.removes:
-        handles = ", ".join(_hex(h) for h in batch.removes)
-        out.append(f"DELETE FROM {table} WHERE handle IN ({handles})")
-    out += [f"UPDATE {table} SET retries = {int(n)} WHERE handle = {_hex(h)}"
-            for h, n in batch.retries.items()]
+        out.append(f"DELETE FROM {t} WHERE handle IN ({', '.join(map(_hex, batch.removes))})")
+    handles = list(dict.fromkeys([*batch.retries, *batch.when]))
+    for start in range(0, len(handles), UPDATE_CHUNK):
+        chunk = handles[start:start + UPDATE_CHUNK]
+        sets = []
+        for column, values in (("retries", batch.retries), ("when_to_run", batch.when)):
+            cases = " ".join(f"WHEN {_hex(h)} THEN {int(values[h])}"
+                             for h in chunk if h in values)
+            if cases:
+                sets.append(f"{column} = CASE handle {cases} ELSE {column} END")
+        out.append(f"UPDATE {t} SET {', '.join(sets)} "
+                   f"WHERE handle IN ({', '.join(map(_hex, chunk))})")
+    # REPLACE deletes the old row and inserts a new one (a new seq): a replaced outcome
+    # moves to the end of insertion order, as in the memory store.
+    out += _rows(
+        f"REPLACE INTO {t}_outcomes ({_OUTCOME_COLUMNS}) VALUES ",
+        [f"({_hex(o.handle)}, {_hex(o.function)}, {_hex(o.unique)}, {_hex(o.state.encode())}, "
+         f"{_hex(o.result)}, {int(o.attempts)}, {_float(o.submitted)}, {_float(o.started)}, "
+         f"{_float(o.ended)}, {int(o.dead)}, {_hex(o.data)}, {int(o.priority)}, "
+         f"{_hex(o.reducer)}, {_hex(pack_reasons(o.reasons))})"
+         for o in batch.outcomes.values() if o is not None])
+    gone = [h for h, o in batch.outcomes.items() if o is None]
+    if gone:
+        out.append(f"DELETE FROM {t}_outcomes WHERE handle IN ({', '.join(map(_hex, gone))})")
+    # An updated schedule keeps its row and seq: schedules load in first-stored order.
+    updates = ", ".join(f"{c} = VALUES({c})" for c in _SCHEDULE_COLUMNS.split(", ")[1:])
+    out += _rows(
+        f"INSERT INTO {t}_schedules ({_SCHEDULE_COLUMNS}) VALUES ",
+        [f"({_hex(s.key)}, {_hex(s.function)}, {_hex(s.unique)}, {_hex(s.cron.encode())}, "
+         f"{_hex(s.data)}, {int(s.priority)}, {_float(s.last_fired)})"
+         for s in batch.schedules.values() if s is not None],
+        f" ON DUPLICATE KEY UPDATE {updates}")
+    dropped = [k for k, s in batch.schedules.items() if s is None]
+    if dropped:
+        out.append(f"DELETE FROM {t}_schedules WHERE skey IN ({', '.join(map(_hex, dropped))})")
     return out

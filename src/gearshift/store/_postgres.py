@@ -3,8 +3,15 @@
 One connection; each batch is ONE statement (so one implicit transaction and one round
 trip) whatever its size: adds go in as arrays through ``unnest`` (WITH ORDINALITY keeps
 insertion order for the ``seq`` column), removes as ``handle = ANY(...)``, retry counts
-as an ``UPDATE ... FROM unnest``, each in its own data-modifying CTE. PostgreSQL's
-default ``synchronous_commit = on`` makes a commit durable.
+and run-at times as one ``UPDATE ... FROM unnest``, outcome and schedule upserts as
+``INSERT ... FROM unnest ... ON CONFLICT DO UPDATE`` and their deletes as ``= ANY``, each
+in its own data-modifying CTE. Only the parts a batch uses are in its statement, so the
+hot path (adds and removes) stays the statement it was; asyncpg prepares each variant
+once. PostgreSQL's default ``synchronous_commit = on`` makes a commit durable.
+
+Tables: ``<table>``, ``<table>_meta``, ``<table>_outcomes``, ``<table>_schedules``; times
+are ``DOUBLE PRECISION`` (exact for a Python float). A job table made by an older
+version gains its ``submitted`` column on first connect.
 """
 
 from __future__ import annotations
@@ -14,8 +21,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from gearshift.store._base import Batch, Store, StoredJob, StoreError
+from gearshift.store._base import (
+    Batch,
+    Store,
+    StoredJob,
+    StoredOutcome,
+    StoredSchedule,
+    StoreError,
+)
 from gearshift.store._open import redact, table_name
+from gearshift.store._record import pack_reasons, unpack_reasons
 
 T = TypeVar("T")
 
@@ -68,16 +83,8 @@ class PostgresStore(Store):
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"{self.description} unreachable: {exc or type(exc).__name__}"
                              ) from exc
-        t = self.table
         try:
-            await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {t} (seq BIGSERIAL PRIMARY KEY, "
-                "handle BYTEA NOT NULL UNIQUE, function BYTEA NOT NULL, "
-                "unique_key BYTEA NOT NULL, data BYTEA NOT NULL, priority SMALLINT NOT NULL, "
-                "when_to_run BIGINT NOT NULL, reducer BYTEA NOT NULL, retries INTEGER NOT NULL);"
-                f"CREATE TABLE IF NOT EXISTS {t}_meta (name TEXT PRIMARY KEY, "
-                "value BIGINT NOT NULL)"
-            )
+            await _create_schema(conn, self.table)
         except BaseException:
             conn.terminate()
             raise
@@ -107,8 +114,27 @@ class PostgresStore(Store):
         async def read(conn: Any) -> list[StoredJob]:
             rows = await conn.fetch(
                 "SELECT handle, function, unique_key, data, priority, when_to_run, reducer, "
-                f"retries FROM {self.table} ORDER BY seq")
+                f"retries, submitted FROM {self.table} ORDER BY seq")
             return [StoredJob(*row) for row in rows]
+
+        return await self._call("load", read)
+
+    async def load_outcomes(self) -> list[StoredOutcome]:
+        async def read(conn: Any) -> list[StoredOutcome]:
+            rows = await conn.fetch(f"SELECT {_OUTCOME_COLUMNS} FROM {self.table}_outcomes "
+                                    "ORDER BY ended, seq")
+            return [StoredOutcome(h, f, u, state, result, attempts, submitted, started, ended,
+                                  dead, data, p, r, unpack_reasons(reasons))
+                    for (h, f, u, state, result, attempts, submitted, started, ended, dead,
+                         data, p, r, reasons) in rows]
+
+        return await self._call("load", read)
+
+    async def load_schedules(self) -> list[StoredSchedule]:
+        async def read(conn: Any) -> list[StoredSchedule]:
+            rows = await conn.fetch(f"SELECT {_SCHEDULE_COLUMNS} FROM {self.table}_schedules "
+                                    "ORDER BY seq")
+            return [StoredSchedule(*row) for row in rows]
 
         return await self._call("load", read)
 
@@ -116,33 +142,15 @@ class PostgresStore(Store):
         batch = batch.normalized()
         if not batch:
             return
-        a, r = batch.adds, batch.retries
-        args = ([j.handle for j in a], [j.function for j in a], [j.unique for j in a],
-                [j.data for j in a], [j.priority for j in a], [j.when for j in a],
-                [j.reducer for j in a], [j.retries for j in a], batch.removes, list(r),
-                list(r.values()))
+        sql, args = _apply_statement(self.table, batch)
 
         async def write(conn: Any) -> None:
             # One statement is one implicit transaction and one round trip. Its parts
             # cannot see each other's rows, which is fine: a normalized batch never
-            # touches one handle twice.
-            await conn.execute(self._apply_sql, *args)
+            # touches one handle (or one schedule key) twice.
+            await conn.execute(sql, *args)
 
         await self._call("write", write)
-
-    @property
-    def _apply_sql(self) -> str:
-        t = self.table
-        return (
-            f"WITH ins AS (INSERT INTO {t} (handle, function, unique_key, data, priority, "
-            "when_to_run, reducer, retries) SELECT h, f, u, d, p, w, r, n FROM "
-            "unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::smallint[], "
-            "$6::bigint[], $7::bytea[], $8::int[]) WITH ORDINALITY "
-            "AS x(h, f, u, d, p, w, r, n, o) ORDER BY o), "
-            f"del AS (DELETE FROM {t} WHERE handle = ANY($9::bytea[])), "
-            f"upd AS (UPDATE {t} SET retries = y.n FROM unnest($10::bytea[], $11::int[]) "
-            f"AS y(h, n) WHERE {t}.handle = y.h) SELECT 1"
-        )
 
     async def close(self) -> None:
         async with self._lock:
@@ -152,3 +160,118 @@ class PostgresStore(Store):
                     await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT_S)
                 except Exception:  # closing politely is best effort
                     conn.terminate()
+
+
+_OUTCOME_COLUMNS = ("handle, function, unique_key, state, result, attempts, submitted, "
+                    "started, ended, dead, data, priority, reducer, reasons")
+_SCHEDULE_COLUMNS = "skey, function, unique_key, cron, data, priority, last_fired"
+_OUTCOME_TYPES = ("bytea", "bytea", "bytea", "text", "bytea", "bigint", "float8", "float8",
+                  "float8", "boolean", "bytea", "smallint", "bytea", "bytea")
+_SCHEDULE_TYPES = ("bytea", "bytea", "bytea", "text", "bytea", "smallint", "float8")
+
+
+async def _create_schema(conn: Any, t: str) -> None:
+    """Create missing tables; add ``submitted`` to a job table made before it existed.
+
+    The ALTER runs only when the column is missing: it takes an exclusive lock, which
+    every reconnect would otherwise queue behind the table's readers and writers for.
+    """
+    await conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {t} (seq BIGSERIAL PRIMARY KEY, "
+        "handle BYTEA NOT NULL UNIQUE, function BYTEA NOT NULL, "
+        "unique_key BYTEA NOT NULL, data BYTEA NOT NULL, priority SMALLINT NOT NULL, "
+        "when_to_run BIGINT NOT NULL, reducer BYTEA NOT NULL, retries INTEGER NOT NULL, "
+        "submitted DOUBLE PRECISION NOT NULL DEFAULT 0);"
+        f"CREATE TABLE IF NOT EXISTS {t}_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL);"
+        f"CREATE TABLE IF NOT EXISTS {t}_outcomes (seq BIGSERIAL PRIMARY KEY, "
+        "handle BYTEA NOT NULL UNIQUE, function BYTEA NOT NULL, unique_key BYTEA NOT NULL, "
+        "state TEXT NOT NULL, result BYTEA NOT NULL, attempts BIGINT NOT NULL, "
+        "submitted DOUBLE PRECISION NOT NULL, started DOUBLE PRECISION NOT NULL, "
+        "ended DOUBLE PRECISION NOT NULL, dead BOOLEAN NOT NULL, data BYTEA NOT NULL, "
+        "priority SMALLINT NOT NULL, reducer BYTEA NOT NULL, reasons BYTEA NOT NULL);"
+        f"CREATE TABLE IF NOT EXISTS {t}_schedules (seq BIGSERIAL PRIMARY KEY, "
+        "skey BYTEA NOT NULL UNIQUE, function BYTEA NOT NULL, unique_key BYTEA NOT NULL, "
+        "cron TEXT NOT NULL, data BYTEA NOT NULL, priority SMALLINT NOT NULL, "
+        "last_fired DOUBLE PRECISION NOT NULL)"
+    )
+    present = await conn.fetchval(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+        "AND attname = 'submitted' AND NOT attisdropped", t)
+    if not present:
+        await conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS "
+                           "submitted DOUBLE PRECISION NOT NULL DEFAULT 0")
+
+
+def _apply_statement(t: str, batch: Batch) -> tuple[str, list[Any]]:
+    """The one statement (and its arguments) that writes a normalized ``batch``."""
+    args: list[Any] = []
+    ctes: list[str] = []
+
+    def unnest(types: tuple[str, ...], columns: list[list[Any]]) -> str:
+        first = len(args) + 1
+        args.extend(columns)
+        return ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(types))
+
+    def tuples(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+        return [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * width
+
+    if batch.adds:
+        a = batch.adds
+        cols = unnest(("bytea", "bytea", "bytea", "bytea", "smallint", "bigint", "bytea", "int",
+                       "float8"),
+                      [[j.handle for j in a], [j.function for j in a], [j.unique for j in a],
+                       [j.data for j in a], [j.priority for j in a], [j.when for j in a],
+                       [j.reducer for j in a], [j.retries for j in a],
+                       [j.submitted for j in a]])
+        ctes.append(f"ins AS (INSERT INTO {t} (handle, function, unique_key, data, priority, "
+                    "when_to_run, reducer, retries, submitted) "
+                    f"SELECT h, f, u, d, p, w, r, n, s FROM unnest({cols}) WITH ORDINALITY "
+                    "AS x(h, f, u, d, p, w, r, n, s, o) ORDER BY o)")
+    if batch.removes:
+        ctes.append(f"del AS (DELETE FROM {t} "
+                    f"WHERE handle = ANY({unnest(('bytea',), [batch.removes])}))")
+    if batch.retries or batch.when:
+        # One UPDATE for both: two in one statement must not touch the same row. NULL
+        # in either array keeps the stored value.
+        handles = list(dict.fromkeys([*batch.retries, *batch.when]))
+        cols = unnest(("bytea", "int", "bigint"),
+                      [handles, [batch.retries.get(h) for h in handles],
+                       [batch.when.get(h) for h in handles]])
+        ctes.append(f"upd AS (UPDATE {t} SET retries = COALESCE(y.n, {t}.retries), "
+                    f"when_to_run = COALESCE(y.w, {t}.when_to_run) FROM unnest({cols}) "
+                    f"AS y(h, n, w) WHERE {t}.handle = y.h)")
+    stored = [o for o in batch.outcomes.values() if o is not None]
+    if stored:
+        rows = [(o.handle, o.function, o.unique, o.state, o.result, o.attempts, o.submitted,
+                 o.started, o.ended, o.dead, o.data, o.priority, o.reducer,
+                 pack_reasons(o.reasons)) for o in stored]
+        cols = unnest(_OUTCOME_TYPES, tuples(rows, len(_OUTCOME_TYPES)))
+        names = _OUTCOME_COLUMNS.split(", ")
+        # A replaced outcome takes a new seq: it moves to the end of insertion order,
+        # which breaks ties between equal ``ended`` times as the memory store does.
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names[1:])
+        ctes.append(f"oup AS (INSERT INTO {t}_outcomes ({_OUTCOME_COLUMNS}) "
+                    f"SELECT {_OUTCOME_COLUMNS} FROM unnest({cols}) WITH ORDINALITY "
+                    f"AS x({_OUTCOME_COLUMNS}, o) ORDER BY o ON CONFLICT (handle) DO UPDATE "
+                    f"SET {updates}, seq = nextval(pg_get_serial_sequence('{t}_outcomes', "
+                    "'seq')))")
+    gone = [h for h, o in batch.outcomes.items() if o is None]
+    if gone:
+        ctes.append(f"odel AS (DELETE FROM {t}_outcomes "
+                    f"WHERE handle = ANY({unnest(('bytea',), [gone])}))")
+    kept = [s for s in batch.schedules.values() if s is not None]
+    if kept:
+        srows = [(s.key, s.function, s.unique, s.cron, s.data, s.priority, s.last_fired)
+                 for s in kept]
+        cols = unnest(_SCHEDULE_TYPES, tuples(srows, len(_SCHEDULE_TYPES)))
+        # An updated schedule keeps its seq: schedules load in first-stored order.
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCHEDULE_COLUMNS.split(", ")[1:])
+        ctes.append(f"sup AS (INSERT INTO {t}_schedules ({_SCHEDULE_COLUMNS}) "
+                    f"SELECT {_SCHEDULE_COLUMNS} FROM unnest({cols}) WITH ORDINALITY "
+                    f"AS x({_SCHEDULE_COLUMNS}, o) ORDER BY o "
+                    f"ON CONFLICT (skey) DO UPDATE SET {updates})")
+    dropped = [k for k, s in batch.schedules.items() if s is None]
+    if dropped:
+        ctes.append(f"sdel AS (DELETE FROM {t}_schedules "
+                    f"WHERE skey = ANY({unnest(('bytea',), [dropped])}))")
+    return f"WITH {', '.join(ctes)} SELECT 1", args

@@ -4,6 +4,11 @@ Every call runs on a single dedicated thread (sqlite3 connections belong to the 
 that made them), so the event loop never blocks on a disk write. WAL journalling with
 ``synchronous=FULL`` makes each committed batch survive a crash or power loss; group
 commit turns that one fsync into thousands of jobs' worth of durability.
+
+Tables: ``<table>`` (queued jobs, ``seq`` is insertion order), ``<table>_meta`` (the
+boot counter), ``<table>_outcomes`` and ``<table>_schedules``. Times are REAL (an 8-byte
+float: exact). A job table made by an older version gains its ``submitted`` column on
+first open (existing rows read 0, "unknown").
 """
 
 from __future__ import annotations
@@ -16,8 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from gearshift.store._base import Batch, Store, StoredJob, StoreError
+from gearshift.store._base import (
+    Batch,
+    Store,
+    StoredJob,
+    StoredOutcome,
+    StoredSchedule,
+    StoreError,
+)
 from gearshift.store._open import query_option, table_name
+from gearshift.store._record import pack_reasons, unpack_reasons
 
 T = TypeVar("T")
 
@@ -82,15 +95,7 @@ class SQLiteStore(Store):
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            t = self.table
-            db.execute(
-                f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, "
-                "handle BLOB NOT NULL UNIQUE, function BLOB NOT NULL, unique_key BLOB NOT NULL, "
-                "data BLOB NOT NULL, priority INTEGER NOT NULL, when_to_run INTEGER NOT NULL, "
-                "reducer BLOB NOT NULL, retries INTEGER NOT NULL)"
-            )
-            db.execute(f"CREATE TABLE IF NOT EXISTS {t}_meta "
-                       "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            _create_schema(db, self.table)
         except sqlite3.Error:
             db.close()
             raise
@@ -116,9 +121,31 @@ class SQLiteStore(Store):
         def read(db: sqlite3.Connection) -> list[StoredJob]:
             rows = db.execute(
                 "SELECT handle, function, unique_key, data, priority, when_to_run, reducer, "
-                f"retries FROM {self.table} ORDER BY seq"
+                f"retries, submitted FROM {self.table} ORDER BY seq"
             )
-            return [StoredJob(*row) for row in rows]
+            return [StoredJob(h, f, u, d, p, w, r, n, float(s))
+                    for h, f, u, d, p, w, r, n, s in rows]
+
+        return await self._call("load", read)
+
+    async def load_outcomes(self) -> list[StoredOutcome]:
+        def read(db: sqlite3.Connection) -> list[StoredOutcome]:
+            rows = db.execute(f"SELECT {_OUTCOME_COLUMNS} FROM {self.table}_outcomes "
+                              "ORDER BY ended, seq")
+            return [StoredOutcome(h, f, u, state, result, attempts, float(submitted),
+                                  float(started), float(ended), bool(dead), data, p, r,
+                                  unpack_reasons(reasons))
+                    for (h, f, u, state, result, attempts, submitted, started, ended, dead,
+                         data, p, r, reasons) in rows]
+
+        return await self._call("load", read)
+
+    async def load_schedules(self) -> list[StoredSchedule]:
+        def read(db: sqlite3.Connection) -> list[StoredSchedule]:
+            rows = db.execute(f"SELECT {_SCHEDULE_COLUMNS} FROM {self.table}_schedules "
+                              "ORDER BY seq")
+            return [StoredSchedule(k, f, u, cron, d, p, float(last))
+                    for k, f, u, cron, d, p, last in rows]
 
         return await self._call("load", read)
 
@@ -132,14 +159,21 @@ class SQLiteStore(Store):
             with _transaction(db):
                 db.executemany(
                     f"INSERT INTO {t} (handle, function, unique_key, data, priority, "
-                    "when_to_run, reducer, retries) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "when_to_run, reducer, retries, submitted) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
-                      j.retries) for j in batch.adds],
+                      j.retries, j.submitted) for j in batch.adds],
                 )
                 db.executemany(f"DELETE FROM {t} WHERE handle = ?",
                                [(h,) for h in batch.removes])
                 db.executemany(f"UPDATE {t} SET retries = ? WHERE handle = ?",
                                [(n, h) for h, n in batch.retries.items()])
+                db.executemany(f"UPDATE {t} SET when_to_run = ? WHERE handle = ?",
+                               [(w, h) for h, w in batch.when.items()])
+                if batch.outcomes:
+                    _write_outcomes(db, t, batch)
+                if batch.schedules:
+                    _write_schedules(db, t, batch)
 
         await self._call("write", write)
 
@@ -166,3 +200,76 @@ class _transaction:
             self.db.execute("COMMIT")
         else:
             self.db.execute("ROLLBACK")
+
+
+_OUTCOME_COLUMNS = ("handle, function, unique_key, state, result, attempts, submitted, "
+                    "started, ended, dead, data, priority, reducer, reasons")
+_SCHEDULE_COLUMNS = "skey, function, unique_key, cron, data, priority, last_fired"
+
+
+def _create_schema(db: sqlite3.Connection, t: str) -> None:
+    """Create missing tables, and add ``submitted`` to a job table made before it existed.
+
+    Checked read-only first: the usual open finds everything in place and must not wait
+    for another process's write lock. Otherwise one IMMEDIATE transaction, so two servers
+    opening one file cannot both add the column.
+    """
+    tables = {name.lower() for (name,) in
+              db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    wanted = {f"{t}{suffix}".lower() for suffix in ("", "_meta", "_outcomes", "_schedules")}
+    if wanted <= tables and any(row[1] == "submitted"
+                                for row in db.execute(f"PRAGMA table_info({t})")):
+        return
+    with _transaction(db):
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, "
+            "handle BLOB NOT NULL UNIQUE, function BLOB NOT NULL, unique_key BLOB NOT NULL, "
+            "data BLOB NOT NULL, priority INTEGER NOT NULL, when_to_run INTEGER NOT NULL, "
+            "reducer BLOB NOT NULL, retries INTEGER NOT NULL, "
+            "submitted REAL NOT NULL DEFAULT 0.0)"
+        )
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({t})")}
+        if "submitted" not in columns:
+            db.execute(f"ALTER TABLE {t} ADD COLUMN submitted REAL NOT NULL DEFAULT 0.0")
+        db.execute(f"CREATE TABLE IF NOT EXISTS {t}_meta "
+                   "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {t}_outcomes (seq INTEGER PRIMARY KEY, "
+            "handle BLOB NOT NULL UNIQUE, function BLOB NOT NULL, unique_key BLOB NOT NULL, "
+            "state TEXT NOT NULL, result BLOB NOT NULL, attempts INTEGER NOT NULL, "
+            "submitted REAL NOT NULL, started REAL NOT NULL, ended REAL NOT NULL, "
+            "dead INTEGER NOT NULL, data BLOB NOT NULL, priority INTEGER NOT NULL, "
+            "reducer BLOB NOT NULL, reasons BLOB NOT NULL)"
+        )
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {t}_schedules (seq INTEGER PRIMARY KEY, "
+            "skey BLOB NOT NULL UNIQUE, function BLOB NOT NULL, unique_key BLOB NOT NULL, "
+            "cron TEXT NOT NULL, data BLOB NOT NULL, priority INTEGER NOT NULL, "
+            "last_fired REAL NOT NULL)"
+        )
+
+
+def _write_outcomes(db: sqlite3.Connection, t: str, batch: Batch) -> None:
+    # INSERT OR REPLACE deletes the old row and adds a new one with a new seq, so a
+    # replaced outcome moves to the end of the insertion order (as in the memory store).
+    db.executemany(
+        f"INSERT OR REPLACE INTO {t}_outcomes ({_OUTCOME_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(o.handle, o.function, o.unique, o.state, o.result, o.attempts, o.submitted,
+          o.started, o.ended, int(o.dead), o.data, o.priority, o.reducer,
+          pack_reasons(o.reasons)) for o in batch.outcomes.values() if o is not None])
+    db.executemany(f"DELETE FROM {t}_outcomes WHERE handle = ?",
+                   [(h,) for h, o in batch.outcomes.items() if o is None])
+
+
+def _write_schedules(db: sqlite3.Connection, t: str, batch: Batch) -> None:
+    # An upsert keeps the row (and its seq): schedules load in first-stored order.
+    db.executemany(
+        f"INSERT INTO {t}_schedules ({_SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(skey) DO UPDATE SET function = excluded.function, "
+        "unique_key = excluded.unique_key, cron = excluded.cron, data = excluded.data, "
+        "priority = excluded.priority, last_fired = excluded.last_fired",
+        [(s.key, s.function, s.unique, s.cron, s.data, s.priority, s.last_fired)
+         for s in batch.schedules.values() if s is not None])
+    db.executemany(f"DELETE FROM {t}_schedules WHERE skey = ?",
+                   [(k,) for k, s in batch.schedules.items() if s is None])

@@ -8,6 +8,15 @@ function again, so a restarted server gets its workers back without help.
 
 Stopping: :meth:`stop` (or SIGTERM with ``handle_signals=True``) lets running jobs finish
 and report, takes no new job, and wakes sleeping connections by closing them.
+
+Failures: a raising job is logged at WARNING with its traceback and reported as
+WORK_EXCEPTION (with the reason) or as a bare WORK_FAIL -- see ``exceptions`` on
+:class:`AsyncWorker`. In the default "auto" mode each connection starts with
+``OPTION_REQ gearshift``, sent in the same write as the registrations. Nothing waits for
+the answer: servers answer in order, so it arrives before the reply to the first
+GRAB_JOB_ALL and is picked up by the same read loop. Until an OPTION_RES has been seen
+(gearmand answers ERROR UNKNOWN_OPTION; a server that answers nothing leaves it unknown)
+the connection sends bare WORK_FAIL, which every server and client understands.
 """
 
 from __future__ import annotations
@@ -15,7 +24,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +31,7 @@ from gearshift.client._backends.asyncio_ import AsyncEvent, add_stop_signals, ca
 from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._servers import Address, Backoff, parse_address, parse_servers
-from gearshift.protocol import Packet, encode_request
+from gearshift.protocol import ErrorCode, Packet, encode_request
 from gearshift.protocol import PacketType as P
 
 from ._connection import AsyncConnection
@@ -32,6 +40,26 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[..., Any]
 _ASSIGN = (P.JOB_ASSIGN, P.JOB_ASSIGN_UNIQ, P.JOB_ASSIGN_ALL)
+
+#: The option a gearshift server answers with OPTION_RES (gearmand: ERROR UNKNOWN_OPTION).
+GEARSHIFT_OPTION = b"gearshift"
+#: Longest WORK_EXCEPTION reason sent, in bytes: enough for a message and some context,
+#: small enough that a huge exception text cannot bloat every waiting client's reply.
+MAX_REASON = 4096
+
+
+def failure_reason(exc: BaseException, limit: int = MAX_REASON) -> bytes:
+    """``"Type: message"`` as UTF-8, cut to ``limit`` bytes (whole characters, marked)."""
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not stop the worker
+        message = "<unprintable>"
+    name = type(exc).__name__
+    text = (f"{name}: {message}" if message else name).encode(errors="replace")
+    if len(text) <= limit:
+        return text
+    marker = b" [...]"
+    return text[:limit - len(marker)].decode(errors="ignore").encode() + marker
 
 
 class AsyncJob:
@@ -82,15 +110,19 @@ class AsyncWorker:
         servers: as for the client (None reads ``GEARMAN_SERVERS``).
         client_id: sent with SET_CLIENT_ID (shown by the admin ``workers`` command).
         concurrency: connections per server, i.e. jobs run at the same time per server.
-        exceptions: report a raised exception as WORK_EXCEPTION with its text. The
-            default (False) sends a bare WORK_FAIL, as libgearman workers do: servers turn
-            WORK_EXCEPTION into ``WORK_FAIL HANDLE\\0`` for clients that did not ask for
-            exceptions, and some clients (Perl Gearman::Client) reject that trailing NUL.
+        exceptions: how a raised exception is reported. None (the default, "auto"):
+            WORK_EXCEPTION with :func:`failure_reason` on connections to a gearshift
+            server (it answered ``OPTION_REQ gearshift``), bare WORK_FAIL elsewhere --
+            gearmand turns WORK_EXCEPTION into ``WORK_FAIL HANDLE\\0`` for clients that
+            did not ask for exceptions, and some clients (Perl Gearman::Client) reject
+            that trailing NUL, so libgearman workers send bare WORK_FAIL. True: always
+            WORK_EXCEPTION; False: always bare WORK_FAIL.
         connect_timeout: per connection attempt.
     """
 
     def __init__(self, servers: str | Sequence[str | Address] | None = None, *,
-                 client_id: str | None = None, concurrency: int = 1, exceptions: bool = False,
+                 client_id: str | None = None, concurrency: int = 1,
+                 exceptions: bool | None = None,
                  connect_timeout: float = 5.0) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -107,6 +139,9 @@ class AsyncWorker:
         self._max_jobs: int | None = None
         self._registered: dict[Address, int] = {}
         self._finished = False
+        # Per connection in "auto" mode: None while OPTION_REQ gearshift is unanswered,
+        # then whether the server is gearshift. Each connection is read by one slot only.
+        self._gearshift: dict[AsyncConnection, bool | None] = {}
 
     def __repr__(self) -> str:
         names = ", ".join(n.decode(errors="replace") for n in self._functions)
@@ -199,11 +234,16 @@ class AsyncWorker:
                     await self._stopping.wait(backoff.failed(time.monotonic()))
             finally:
                 self._sleeping.discard(conn)
+                self._gearshift.pop(conn, None)
                 await conn.close()
 
     async def _register(self, conn: AsyncConnection) -> None:
-        packets = [encode_request(P.SET_CLIENT_ID, self.client_id.encode())] \
-            if self.client_id else []
+        packets = []
+        if self.exceptions is None:  # "auto": ask before any job can fail (see module doc)
+            self._gearshift[conn] = None
+            packets.append(encode_request(P.OPTION_REQ, GEARSHIFT_OPTION))
+        if self.client_id:
+            packets.append(encode_request(P.SET_CLIENT_ID, self.client_id.encode()))
         packets += [reg.packet() for reg in self._functions.values()]
         await conn.send(b"".join(packets))
         self._registered[conn.address] = self._registered.get(conn.address, 0) + 1
@@ -225,14 +265,33 @@ class AsyncWorker:
         return True
 
     async def _reply(self, conn: AsyncConnection) -> Packet:
-        """The answer to GRAB_JOB_ALL, skipping stray NOOPs and ERRORs (e.g. JOB_NOT_FOUND
-        for a WORK_* sent after the server requeued a timed-out job)."""
+        """The answer to GRAB_JOB_ALL, handling anything else on the way (stray NOOPs,
+        the probe's answer, ERRORs) in :meth:`_aside` -- off the common path."""
         while True:
             packet = await conn.read_packet(None)
             if packet[0] in _ASSIGN or packet[0] == P.NO_JOB:
                 return packet
-            if packet[0] == P.ERROR:
-                log.warning("server %s: ERROR %r", conn.address, packet[1])
+            self._aside(conn, packet)
+
+    def _aside(self, conn: AsyncConnection, packet: Packet) -> None:
+        """A packet that is not the awaited reply.
+
+        OPTION_RES answers the "auto" probe. ERROR UNKNOWN_OPTION answers it too while it
+        is unanswered (the worker sends no other OPTION_REQ): that is gearmand's normal
+        answer, not worth a warning. Other ERRORs are logged (e.g. JOB_NOT_FOUND for a
+        WORK_* sent after the server requeued a timed-out job); NOOPs are dropped.
+        """
+        ptype, fields = packet
+        if ptype == P.OPTION_RES and fields[0] == GEARSHIFT_OPTION:
+            if conn in self._gearshift:
+                self._gearshift[conn] = True
+        elif ptype == P.ERROR:
+            if fields[0] == ErrorCode.UNKNOWN_OPTION and self._gearshift.get(conn, 0) is None:
+                self._gearshift[conn] = False
+                log.debug("server %s is not gearshift: failures go as WORK_FAIL",
+                          conn.address)
+            else:
+                log.warning("server %s: ERROR %r", conn.address, fields)
 
     async def _sleep(self, conn: AsyncConnection) -> None:
         await conn.send(encode_request(P.PRE_SLEEP))
@@ -240,8 +299,8 @@ class AsyncWorker:
         try:
             if self._stopping.is_set():
                 raise ConnectionLost("stopping")
-            while (await conn.read_packet(None))[0] != P.NOOP:
-                pass
+            while (packet := await conn.read_packet(None))[0] != P.NOOP:
+                self._aside(conn, packet)
         finally:
             self._sleeping.discard(conn)
 
@@ -259,13 +318,23 @@ class AsyncWorker:
                 raise LookupError(f"no handler for {job.function!r}")
             result = to_bytes(await call_handler(registration.handler, job))
         except Exception as exc:  # a job's failure must never stop the worker
-            log.info("job %r raised: %s", job.handle, "".join(
-                traceback.format_exception_only(exc)).strip())
-            if self.exceptions:
-                text = f"{type(exc).__name__}: {exc}".encode()
-                await conn.send(encode_request(P.WORK_EXCEPTION, job.handle, text))
-            else:
-                await conn.send(encode_request(P.WORK_FAIL, job.handle))
+            await self._report_failure(conn, job, exc)
         else:
             await conn.send(encode_request(P.WORK_COMPLETE, job.handle, result))
         self.jobs_done += 1
+
+    async def _report_failure(self, conn: AsyncConnection, job: AsyncJob,
+                              exc: Exception) -> None:
+        """Log the failure where operators look (WARNING, traceback) and tell the server:
+        WORK_EXCEPTION with the reason when this connection may, else bare WORK_FAIL."""
+        reason = failure_reason(exc)
+        log.warning("job %s (%s) raised %s", job.handle.decode(errors="replace"),
+                    job.function.decode(errors="replace"), reason.decode(errors="replace"),
+                    exc_info=exc)
+        send_reason = self.exceptions
+        if send_reason is None:
+            send_reason = self._gearshift.get(conn) is True
+        if send_reason:
+            await conn.send(encode_request(P.WORK_EXCEPTION, job.handle, reason))
+        else:
+            await conn.send(encode_request(P.WORK_FAIL, job.handle))

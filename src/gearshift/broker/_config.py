@@ -1,0 +1,68 @@
+"""The broker's settings and what it asks of durable storage.
+
+Kept out of the dispatcher so the server, the admin commands and the tests can build
+them without importing the dispatch rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gearshift._version import __version__
+from gearshift.broker._model import Job
+from gearshift.broker._outcomes import Outcome
+from gearshift.broker._retry import RetryPolicies
+from gearshift.broker._schedules import Schedule
+
+
+class StoreHooks(Protocol):
+    """What the broker asks of durable storage; the I/O shell implements it.
+
+    ``add`` must eventually be answered by :meth:`Broker.persisted` or
+    :meth:`Broker.persist_failed`; everything else is fire-and-forget, ordered after
+    the add by the group committer (so a job's removal and its outcome, queued
+    together, are written in one transaction).
+    """
+
+    def add(self, job: Job) -> None: ...
+    def remove(self, job: Job) -> None: ...
+    def update(self, job: Job) -> None:
+        """Write the job's failed-attempt count and run-at time (a retry)."""
+    def put_outcome(self, outcome: Outcome) -> None: ...
+    def drop_outcome(self, handle: bytes) -> None: ...
+    def put_schedule(self, schedule: Schedule) -> None: ...
+    def drop_schedule(self, key: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class BrokerConfig:
+    """Dispatch settings, mostly named after gearmand's options.
+
+    Attributes:
+        job_retries: ``-j``: drop a job (WORK_FAIL to its clients) once it has been
+            handed out this many times without finishing; 0 = unlimited (gearmand's
+            released behaviour). A retry policy, where one applies, takes precedence.
+        worker_wakeup: ``-w``: sleeping workers NOOPed per queued job; 0 = all.
+        exceptions: ``--exceptions``: every connection starts with the option on.
+        handle_prefix: job handles are ``<prefix><counter>``.
+        allow_shutdown: whether the admin ``shutdown`` command is honoured.
+        keep_results: ``--keep-results``: seconds a background job's outcome is kept
+            after it ended; 0 keeps none (dead letters are kept regardless).
+        results_max_bytes / dead_max_bytes: budgets of kept outcomes and of dead
+            letters; beyond them the oldest records go first.
+        retry: ``--retry`` policies for background jobs.
+    """
+
+    job_retries: int = 0
+    worker_wakeup: int = 1
+    exceptions: bool = False
+    handle_prefix: bytes = b"H:gearshift:"
+    allow_shutdown: bool = False
+    verbose: str = "ERROR"
+    version: str = __version__
+    pid: int = 0
+    keep_results: float = 3600.0
+    results_max_bytes: int = 64 << 20
+    dead_max_bytes: int = 64 << 20
+    retry: RetryPolicies = field(default_factory=RetryPolicies)

@@ -1,0 +1,478 @@
+"""How jobs end: results kept, failures retried or buried, cancellations, schedules.
+
+gearmand forgets a background job the moment it ends, retries nothing, and drops a job
+its workers keep losing (``-j``) without a word. :class:`JobLifecycle` adds on top of
+the broker's state what users of a job server expect, without changing a single packet
+a Gearman client or worker sees:
+
+* a background job's **outcome** (result or reason, attempts, timestamps) is kept for
+  ``--keep-results`` in :class:`~gearshift.broker._outcomes.OutcomeBook`;
+* under a **retry policy** a failed, raising, timed-out or orphaned background job is
+  scheduled again with exponential backoff (:mod:`._retry`); without one gearmand's
+  behaviour stands;
+* a background job that failed for good is a **dead letter**, which an operator can
+  list, retry or purge;
+* **schedules** (SUBMIT_JOB_SCHED) submit a background job per cron slot.
+
+Every change is mirrored to the store hooks, so a restart loses none of it. No I/O:
+what operators should read is handed to :attr:`JobLifecycle.notify` (the server logs it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from typing import Final
+
+from gearshift.broker._core import EPOCH_TIMER, BrokerState
+from gearshift.broker._model import (
+    DONE,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SCHEDULED,
+    Job,
+    Peer,
+)
+from gearshift.broker._outcomes import (
+    CANCELLED,
+    COMPLETE,
+    DEAD,
+    EXCEPTION,
+    FAILED,
+    Outcome,
+)
+from gearshift.broker._packets import created_packet, error_packet, packet
+from gearshift.broker._schedules import Schedule
+from gearshift.protocol._spec import ErrorCode, PacketType
+
+P = PacketType
+
+#: Reasons kept per job (the latest); a job requeued thousands of times keeps a bounded list.
+MAX_REASONS: Final = 20
+#: Longest failure reason kept (WORK_EXCEPTION data can be large).
+MAX_REASON_BYTES: Final = 4096
+
+WORKER_LOST: Final = b"worker disconnected while running the job"
+
+__all__ = ["CANCELLED", "COMPLETE", "DEAD", "EXCEPTION", "FAILED", "JobLifecycle"]
+
+
+class JobLifecycle(BrokerState):
+    """Job endings on top of :class:`BrokerState` (see the module docstring)."""
+
+    def _note(self, level: int, text: str) -> None:
+        notify = self.notify
+        if notify is not None:
+            notify(level, text)
+
+    @staticmethod
+    def _name(job: Job) -> str:
+        return (f"{job.handle.decode('utf-8', 'replace')} "
+                f"({job.function.name.decode('utf-8', 'replace')})")
+
+    # ------------------------------------------------------------------ connections
+
+    def disconnect(self, peer: Peer) -> None:
+        """Forget a connection: requeue what it was running, detach it from its jobs."""
+        if peer.closed:
+            return
+        peer.closed = True
+        self.peers.pop(peer.id, None)
+        peer.out.clear()
+        if peer.gates is not None:
+            peer.gates = None
+            self._gated -= 1
+        for job in list(peer.held):
+            self._requeue(job, WORKER_LOST)
+        was_woken = peer.noop_sent
+        for func in peer.functions:
+            func.workers.pop(peer, None)
+        for job in peer.attached:
+            if job.clients and peer in job.clients:
+                # Attached once per submission (e.g. the same unique sent twice): drop
+                # every entry, or the job would never count as abandoned.
+                job.clients = [c for c in job.clients if c is not peer]
+            if not job.clients and not job.background and job.state == QUEUED:
+                self._unqueue(job)
+                self._forget(job)
+        peer.attached.clear()
+        if was_woken:
+            self._pass_wakeup(peer.functions)
+        peer.functions.clear()
+
+    # ------------------------------------------------------------------ endings
+
+    def _detach(self, job: Job) -> None:
+        """Take a running job off its worker."""
+        worker = job.worker
+        if worker is not None:
+            worker.held.discard(job)
+        job.worker = None
+        job.function.running -= 1
+
+    def _finish(self, job: Job) -> None:
+        """A running job ended: off its worker, out of the store and the indexes."""
+        self._detach(job)
+        if job.stored and self.store is not None:
+            self.store.remove(job)
+        self._forget(job)
+
+    def _fail_clients(self, job: Job) -> None:
+        fail = packet(P.WORK_FAIL, job.handle)
+        for client in job.clients or ():
+            self._send(client, fail)
+
+    def _drop_stored(self, job: Job) -> None:
+        if job.stored and self.store is not None:
+            self.store.remove(job)
+            job.stored = False
+
+    def _completed_background(self, job: Job, result: bytes) -> None:
+        """Keep a finished background job's result (its row was removed already)."""
+        if self.outcomes.keep > 0:
+            self._keep(Outcome(job.handle, job.function.name, job.unique, COMPLETE, result,
+                               job.retries + 1, job.submitted, job.started, self.clock()))
+
+    def _keep(self, outcome: Outcome) -> None:
+        """Put an outcome in the book and the store; drop what the budgets push out."""
+        evicted = self.outcomes.put(outcome)
+        store = self.store
+        kept = True
+        for old in evicted:
+            if old is outcome:
+                kept = False
+            elif store is not None:
+                store.drop_outcome(old.handle)
+            if old.dead:
+                self._note(logging.WARNING,
+                           f"dead letter {old.handle.decode('utf-8', 'replace')} dropped: "
+                           "the dead-letter budget (--dead-letters-max) is full")
+        if kept and store is not None:
+            store.put_outcome(outcome)
+
+    def _count_failure(self, job: Job, reason: bytes) -> int:
+        """Count a failed attempt and keep its reason; returns the failures so far."""
+        more = job.extras()
+        more.numerator = more.denominator = 0
+        more.retries += 1
+        reasons = more.reasons
+        if reasons is None:
+            reasons = more.reasons = []
+        reasons.append(reason[:MAX_REASON_BYTES])
+        if len(reasons) > MAX_REASONS:
+            del reasons[0]
+        return more.retries
+
+    def _retry_later(self, job: Job, reason: bytes) -> bool:
+        """Count a background job's failed attempt; if its policy allows another, plan
+        it after the backoff and return True (the job is then SCHEDULED)."""
+        failures = self._count_failure(job, reason)
+        policy = job.function.retry
+        if policy is None or failures >= policy.attempts:
+            return False
+        delay = policy.delay(failures, self.rng)
+        job.extras().when = self.clock() + delay
+        self._note(logging.INFO,
+                   f"job {self._name(job)} failed (attempt {failures} of {policy.attempts}): "
+                   f"{reason.decode('utf-8', 'replace')}; retrying in {delay:.1f}s")
+        if job.stored and self.store is not None:
+            self.store.update(job)
+        self._activate(job)
+        return True
+
+    def _bury(self, job: Job, state: str, reason: bytes) -> None:
+        """A background job failed for good (its clients were told): keep it as a dead
+        letter, with what it takes to run it again, and forget the live job."""
+        more = job.extras()
+        outcome = Outcome(job.handle, job.function.name, job.unique, state,
+                          reason[:MAX_REASON_BYTES], more.retries, job.submitted,
+                          job.started, self.clock(), True, job.data, job.priority,
+                          more.reducer, list(more.reasons or ()))
+        self._note(logging.WARNING,
+                   f"job {self._name(job)} is a dead letter after {more.retries} failed "
+                   f"attempt(s): {reason.decode('utf-8', 'replace')}")
+        if job.stored and self.store is not None:
+            self.store.remove(job)
+            job.stored = False
+        self._forget(job)
+        self._keep(outcome)
+
+    def _work_failed(self, job: Job, state: str, reason: bytes, reply: bytes,
+                     exception: bytes) -> None:
+        """A worker reported failure (WORK_FAIL, WORK_EXCEPTION): retry, bury or end.
+
+        ``reply`` goes to clients without the exceptions option, ``exception`` (if not
+        empty) to those with it. While a retry is planned, clients keep waiting."""
+        self._detach(job)
+        if job.background and self._retry_later(job, reason):
+            return
+        for client in job.clients or ():
+            self._send(client, exception if exception and client.exceptions else reply)
+        if job.background:
+            self._bury(job, DEAD if job.function.retry is not None else state, reason)
+        else:
+            if job.stored and self.store is not None:
+                self.store.remove(job)
+            self._forget(job)
+
+    def _requeue(self, job: Job, reason: bytes) -> None:
+        """A running job lost its worker (disconnect, CANT_DO, timeout): retry or drop."""
+        self._detach(job)
+        if job.background and job.function.retry is not None:
+            if not self._retry_later(job, reason):
+                self._fail_clients(job)
+                self._bury(job, DEAD, reason)
+            return
+        failures = self._count_failure(job, reason)
+        limit = self.config.job_retries
+        if limit and failures >= limit:
+            self._fail_clients(job)
+            if job.background:
+                self._bury(job, DEAD, reason + b"; dropped after %d attempts (-j %d)"
+                           % (failures, limit))
+            else:
+                self._note(logging.WARNING, f"job {self._name(job)} dropped after "
+                           f"{failures} attempts (-j {limit})")
+                self._drop_stored(job)
+                self._forget(job)
+            return
+        if not job.background and not job.clients:
+            self._forget(job)  # nobody is waiting for it any more
+            return
+        self._note(logging.INFO, f"job {self._name(job)} requeued: "
+                   f"{reason.decode('utf-8', 'replace')}")
+        if job.stored and self.store is not None:
+            self.store.update(job)
+        self._enqueue(job)
+
+    def cancel(self, handle: bytes) -> bool:
+        """Admin ``cancel job``: fail a job that has not started yet. True if cancelled."""
+        job = self.jobs.get(handle)
+        if job is None or job.state not in (QUEUED, SCHEDULED):
+            return False
+        self._unqueue(job)
+        self._fail_clients(job)
+        self._drop_stored(job)
+        self._forget(job)
+        if job.background:
+            self._note(logging.INFO, f"job {self._name(job)} cancelled")
+            if self.outcomes.keep > 0:
+                self._keep(Outcome(handle, job.function.name, job.unique, CANCELLED,
+                                   b"cancelled", job.retries, job.submitted, 0.0,
+                                   self.clock()))
+        return True
+
+    # ------------------------------------------------------------------ dead letters
+
+    def retry_dead(self, handle: bytes) -> bool:
+        """Queue a dead letter again, under its own handle, with fresh attempts."""
+        outcome = self.outcomes.dead.get(handle)
+        if outcome is None or self.jobs.get(handle) is not None:
+            return False
+        self.outcomes.discard(handle)
+        func = self.function(outcome.function)
+        job = Job(func, outcome.unique, outcome.data, outcome.priority, True)
+        self.jobs.add_foreign(handle, job)
+        job.extras().reducer = outcome.reducer
+        job.submitted = outcome.submitted
+        if outcome.unique:
+            index, key = func.coalescing_index(outcome.unique, outcome.data)
+            if key not in index:
+                index[key] = job
+        self._note(logging.INFO, f"dead letter {self._name(job)} queued again")
+        store = self.store
+        if store is not None:
+            store.drop_outcome(handle)
+            job.state = PENDING
+            store.add(job)  # runnable once written (persisted)
+        else:
+            self._enqueue(job)
+        return True
+
+    def purge_dead(self, handle: bytes) -> bool:
+        """Forget a dead letter for good."""
+        outcome = self.outcomes.dead.get(handle)
+        if outcome is None:
+            return False
+        self.outcomes.discard(handle)
+        if self.store is not None:
+            self.store.drop_outcome(handle)
+        return True
+
+    # ------------------------------------------------------------------ schedules
+
+    def add_schedule(self, function: bytes, unique: bytes, cron: str, data: bytes,
+                     priority: int = 1) -> Schedule:
+        """Keep a recurring job (replacing one with the same function and non-empty
+        unique). Raises ValueError when ``cron`` is malformed or never fires."""
+        existing = self.schedules.find(function, unique)
+        if existing is not None:
+            key = existing.key
+        else:
+            self._schedule_seq += 1
+            key = b"S:%s%d" % (self.jobs.prefix[2:], self._schedule_seq)
+        schedule = Schedule(key, function, unique, cron, data, priority,
+                            existing.last_fired if existing is not None else 0.0)
+        self.schedules.add(schedule, self.clock())
+        if self.store is not None:
+            self.store.put_schedule(schedule)
+        return schedule
+
+    def remove_schedule(self, key: bytes) -> bool:
+        if self.schedules.remove(key) is None:
+            return False
+        if self.store is not None:
+            self.store.drop_schedule(key)
+        return True
+
+    def _fire(self, schedule: Schedule) -> None:
+        """Submit a schedule's job for the slot that came."""
+        if self.store is not None:
+            self.store.put_schedule(schedule)  # its last_fired moved on
+        func = self.function(schedule.function)
+        unique, data = schedule.unique, schedule.data
+        index: dict[bytes, Job] | None = None
+        if unique:
+            index, key = func.coalescing_index(unique, data)
+            if key in index:
+                self._note(logging.INFO, f"schedule {schedule.key.decode()}: the previous "
+                           "run is still queued or running; this slot is skipped")
+                return
+        limit = func.max_queue[schedule.priority]
+        if limit and func.total >= limit:
+            self._note(logging.WARNING, f"schedule {schedule.key.decode()}: queue full, "
+                       "slot skipped")
+            return
+        job = Job(func, unique, data, schedule.priority, True)
+        self.jobs.add(job)
+        job.submitted = self.clock()
+        if index is not None:
+            index[key] = job
+        self._note(logging.DEBUG, f"schedule {schedule.key.decode()} submitted {self._name(job)}")
+        if self.store is not None:
+            job.state = PENDING
+            self.store.add(job)
+        else:
+            self._enqueue(job)
+
+    # ------------------------------------------------------------------ timers
+
+    def run_timers(self) -> None:
+        """Fire what is due: release scheduled jobs, requeue overrunning ones, submit
+        schedules' jobs, expire kept outcomes."""
+        now = self.clock()
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            _, _, job, attempt = heapq.heappop(timers)
+            if attempt == EPOCH_TIMER:
+                if job.state == SCHEDULED:
+                    job.function.scheduled -= 1
+                    self._enqueue(job)
+            elif job.state == RUNNING and job.attempt == attempt:
+                worker = job.worker
+                limit = worker.timeouts.get(job.function, 0.0) if worker is not None else 0.0
+                self._requeue(job, b"timeout after %gs" % limit)
+        if self.schedules.schedules:
+            for schedule in self.schedules.due(now):
+                self._fire(schedule)
+        if self.outcomes.results:
+            expired = self.outcomes.expire(now)
+            if expired and self.store is not None:
+                for outcome in expired:
+                    self.store.drop_outcome(outcome.handle)
+
+    # ------------------------------------------------------------------ storage callbacks
+
+    def persisted(self, job: Job) -> None:
+        """The store committed ``job``: acknowledge its submitters and make it runnable."""
+        if job.state != PENDING:
+            self._joined_persisted(job)
+            return
+        job.stored = True
+        if job.waiting:
+            created = created_packet(job.handle)
+            for ack in job.waiting:
+                self._pay(ack, created)
+            job.waiting = None
+        self._activate(job)
+
+    def persist_failed(self, job: Job, message: str) -> None:
+        """The store could not write ``job``: every submitter gets QUEUE_ERROR; job gone."""
+        err = error_packet(ErrorCode.QUEUE_ERROR, message)
+        if job.waiting:
+            # A foreground joiner of a job that exists without the store (a foreground
+            # job a background submission joined) is still attached and will get the
+            # result: it is accepted, not refused and then answered.
+            created = created_packet(job.handle) if job.state != PENDING else err
+            for ack in job.waiting:
+                self._pay(ack, created if ack.foreground else err)
+            job.waiting = None
+        if job.state == PENDING:
+            self._forget(job)
+        elif job.state != DONE and not job.stored:
+            # A foreground job a background submission tried to join: it stays what it
+            # was, and goes if its clients have left meanwhile.
+            job.background = False
+            if not job.clients and job.state == QUEUED:
+                self._unqueue(job)
+                self._forget(job)
+
+    def _joined_persisted(self, job: Job) -> None:
+        """persisted() for a foreground job that background submissions joined."""
+        if not job.waiting:
+            return
+        created = created_packet(job.handle)
+        for ack in job.waiting:
+            self._pay(ack, created)
+        job.waiting = None
+        if job.state == DONE:
+            # It finished while being written; the row must not outlive it.
+            if self.store is not None:
+                self.store.remove(job)
+        else:
+            job.stored = True
+
+    def restore(self, handle: bytes, function: bytes, unique: bytes, data: bytes,
+                priority: int, when: float = 0.0, reducer: bytes = b"", retries: int = 0,
+                submitted: float = 0.0) -> Job:
+        """Re-create a stored background job at startup, keeping its handle."""
+        func = self.function(function)
+        job = Job(func, unique, data, priority, True)
+        self.jobs.add_foreign(handle, job)
+        more = job.extras()
+        more.reducer = reducer
+        more.when = float(when)
+        more.retries = retries
+        job.submitted = submitted
+        job.stored = True
+        if unique:
+            index, key = func.coalescing_index(unique, data)
+            if key not in index:
+                index[key] = job
+        self._activate(job)
+        return job
+
+    def restore_outcome(self, outcome: Outcome) -> bool:
+        """Keep a stored outcome at startup; False (and deleted from the store) when it
+        expired while the server was down or does not fit the budget."""
+        if not outcome.dead and outcome.ended + self.outcomes.keep <= self.clock():
+            if self.store is not None:
+                self.store.drop_outcome(outcome.handle)
+            return False
+        before = len(self.outcomes)
+        self._keep_restored(outcome)
+        return len(self.outcomes) > before
+
+    def _keep_restored(self, outcome: Outcome) -> None:
+        for old in self.outcomes.put(outcome):
+            if self.store is not None:
+                self.store.drop_outcome(old.handle)
+
+    def restore_schedule(self, schedule: Schedule) -> None:
+        """Keep a stored schedule at startup; its next slot follows the last one fired."""
+        self.schedules.add(schedule, self.clock())
+        counter = schedule.key.replace(b".", b":").rpartition(b":")[2]
+        if counter.isdigit():
+            self._schedule_seq = max(self._schedule_seq, int(counter))
+
