@@ -48,19 +48,21 @@ def memcached() -> Iterator[str]:
 
 
 async def drop(url: str, tag: str) -> None:
-    """Remove the benchmark's table or keys."""
+    """Remove the benchmark's tables (the queue, ``_meta``, ``_outcomes``,
+    ``_schedules``) or keys."""
+    tables = ", ".join(tag + suffix for suffix in ("", "_meta", "_outcomes", "_schedules"))
     if url.startswith("postgresql"):
         import asyncpg
 
         conn = await asyncpg.connect(url.split("?")[0])
-        await conn.execute(f"DROP TABLE IF EXISTS {tag}, {tag}_meta")
+        await conn.execute(f"DROP TABLE IF EXISTS {tables}")
         await conn.close()
     elif url.startswith("mysql"):
         import aiomysql
 
         conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
         async with conn.cursor() as cur:
-            await cur.execute(f"DROP TABLE IF EXISTS {tag}, {tag}_meta")
+            await cur.execute(f"DROP TABLE IF EXISTS {tables}")
         conn.close()
     elif url.startswith("redis"):
         import redis.asyncio

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from gearshift.broker import Broker, BrokerConfig, Job, Outcome, Peer, Schedule
+from gearshift.broker._model import Ack
 from gearshift.protocol import RES, Packet, PacketReader, PacketType
 
 P = PacketType
@@ -26,6 +27,8 @@ class RecordingStore:
         self.updated: list[tuple[bytes, int, float]] = []
         self.outcomes: dict[bytes, Outcome | None] = {}
         self.schedules: dict[bytes, Schedule | None] = {}
+        #: replies held for a schedule write: the test answers broker.schedule_written
+        self.schedule_acks: list[tuple[Ack, bytes]] = []
 
     def add(self, job: Job) -> None:
         self.added.append(job)
@@ -43,8 +46,10 @@ class RecordingStore:
     def drop_outcome(self, handle: bytes) -> None:
         self.outcomes[handle] = None
 
-    def put_schedule(self, schedule: Schedule) -> None:
+    def put_schedule(self, schedule: Schedule, ack: Ack | None = None) -> None:
         self.schedules[schedule.key] = schedule
+        if ack is not None:
+            self.schedule_acks.append((ack, schedule.key))
 
     def drop_schedule(self, key: bytes) -> None:
         self.schedules[key] = None

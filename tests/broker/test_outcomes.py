@@ -99,16 +99,16 @@ def test_keep_results_zero_keeps_none_and_outcomes_expire() -> None:
 
 def test_outcome_budget_drops_the_oldest_first() -> None:
     book = OutcomeBook(keep=60, max_bytes=3000, dead_max_bytes=1000)
-    kept = [Outcome(b"H:%d" % n, b"f", b"", "complete", b"x" * 500, 1, 0, 0, n)
+    kept = [Outcome(b"H:%d" % n, b"f", b"", "complete", b"x" * 500, 1, 0, 0, 100 + n)
             for n in range(6)]
-    evicted = [o for k in kept for o in book.put(k)]
+    evicted = [h for k in kept for h in book.add(k)]
     # 744 bytes each (500 of result, 5 of names, 240 of overhead): four fit in 3000.
-    assert [o.handle for o in evicted] == [b"H:0", b"H:1"]
+    assert evicted == [b"H:0", b"H:1"]
     assert list(book.results) == [b"H:2", b"H:3", b"H:4", b"H:5"]
     assert book.results_bytes <= 3000
     assert book.evicted == 2
     huge = Outcome(b"H:dead", b"f", b"", "dead", b"", 3, 0, 0, 9, True, b"p" * 2000)
-    assert book.put(huge) == [huge]  # alone over its budget: not kept
+    assert book.add(huge) == [b"H:dead"]  # alone over its budget: not kept
     assert book.get(b"H:dead") is None
     assert book.dead_bytes == 0
 

@@ -11,7 +11,18 @@ import pytest
 from gearshift.broker import cron_from_gearman, validate_cron
 from gearshift.broker._schedules import Schedule, ScheduleBook, next_slot
 
-from ._harness import Clock, P, RecordingStore, admin, grab, grab_handle, make_broker, take, worker
+from ._harness import (
+    Clock,
+    P,
+    RecordingStore,
+    admin,
+    grab,
+    grab_handle,
+    make_broker,
+    take,
+    worker,
+)
+from ._harness import _read as read_raw
 
 
 def local(*args: int) -> float:
@@ -64,6 +75,10 @@ def test_same_function_and_unique_replace_the_schedule() -> None:
     for minute in (b"5", b"7"):
         broker.handle(c, P.SUBMIT_JOB_SCHED, b"f", b"nightly", minute, b"", b"", b"", b"",
                       b"d")
+    # With a store, JOB_CREATED means "stored": nothing until the writes are answered.
+    assert take(c) == []
+    for ack, key in store.schedule_acks:
+        broker.schedule_written(ack, key, None)
     keys = [fields[0] for _, fields in take(c)]
     assert keys[0] == keys[1]
     assert len(broker.schedules) == 1
@@ -71,6 +86,20 @@ def test_same_function_and_unique_replace_the_schedule() -> None:
     saved = store.schedules[keys[0]]
     assert saved is not None
     assert saved.cron == "7 * * * *"
+
+
+def test_a_failed_schedule_write_answers_queue_error_and_forgets_it() -> None:
+    broker = make_broker(Clock(local(2026, 12, 4, 10, 0)))
+    store = RecordingStore()
+    broker.store = store
+    c = broker.connect()
+    assert admin(broker, c, b"schedule add f 5 * * * *") == b""  # held for the write
+    ack, key = store.schedule_acks[-1]
+    broker.schedule_written(ack, key, "store down")
+    assert read_raw(c) == b"ERR QUEUE_ERROR store+down\r\n"
+    assert admin(broker, c, b"schedules") == b".\n"
+    assert len(broker.schedules) == 0
+    assert store.schedules[key] is None  # the queued write is cancelled by a delete
 
 
 def test_day_of_week_counts_from_monday_as_the_protocol_says() -> None:

@@ -141,13 +141,18 @@ def drop(scheme: str, name: str) -> None:
     asyncio.run(_drop(scheme, name))
 
 
+#: Every table a SQL store creates for ``?table=NAME`` (see the stores' schemas).
+TABLE_SUFFIXES = ("", "_meta", "_outcomes", "_schedules")
+
+
 async def _drop(scheme: str, name: str) -> None:
+    tables = ", ".join(name + suffix for suffix in TABLE_SUFFIXES)
     if scheme == "postgresql":
         import asyncpg
 
         conn = await asyncpg.connect(PG)
         try:
-            await conn.execute(f"DROP TABLE IF EXISTS {name}, {name}_meta")
+            await conn.execute(f"DROP TABLE IF EXISTS {tables}")
         finally:
             await conn.close()
     elif scheme == "mysql":
@@ -158,7 +163,7 @@ async def _drop(scheme: str, name: str) -> None:
         try:
             async with mconn.cursor() as cur:
                 await cur.execute("SET SESSION sql_notes = 0")
-                await cur.execute(f"DROP TABLE IF EXISTS {name}, {name}_meta")
+                await cur.execute(f"DROP TABLE IF EXISTS {tables}")
         finally:
             mconn.close()
     elif scheme == "redis":

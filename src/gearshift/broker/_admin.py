@@ -51,13 +51,16 @@ class AdminCommands:
             b"shutdown": self.shutdown,
         }
         # Outcomes, dead letters and schedules: gearshift's own, answered in JSON.
-        self.table.update(OutcomeCommands(broker).table)
+        self.outcome_commands = OutcomeCommands(broker)
+        self.table.update(self.outcome_commands.table)
 
     def handle_line(self, peer: Peer, line: bytes) -> None:
         words = line.split()
         command = self.table.get(words[0].lower()) if words else None
+        self.outcome_commands.peer = peer  # a held reply (schedule add) goes to it
         reply = _unknown(words[0] if words else b"") if command is None else command(words)
-        self.broker._send(peer, reply)
+        if reply:  # empty: the reply is held until a store write ends
+            self.broker._send(peer, reply)
 
     # -------------------------------------------------------------- listings
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from gearshift.broker._lifecycle import JobLifecycle
-from gearshift.broker._model import PENDING, QUEUED, RUNNING, SCHEDULED, Job
+from gearshift.broker._model import PENDING, QUEUED, RUNNING, SCHEDULED, Job, Peer
 from gearshift.broker._outcomes import Outcome
 from gearshift.broker._schedules import Schedule, validate_cron
 
@@ -104,6 +104,8 @@ class OutcomeCommands:
 
     def __init__(self, broker: JobLifecycle) -> None:
         self.broker = broker
+        #: the connection whose line is being answered (set by AdminCommands)
+        self.peer: Peer | None = None
         self.table: dict[bytes, Callable[[list[bytes]], bytes]] = {
             b"result": self.result,
             b"dead": self.dead,
@@ -192,8 +194,8 @@ class OutcomeCommands:
             return _err(b"INVALID_ARGUMENTS", "priority= must be high, normal or low")
         try:
             cron = validate_cron(_text(b" ".join(words[3:8])), self.broker.clock())
-            added = self.broker.add_schedule(words[2], options.get(b"unique", b""), cron,
-                                             data, priority)
+            self.broker.add_schedule(words[2], options.get(b"unique", b""), cron, data,
+                                     priority, self.peer, text=True)
         except ValueError as exc:
             return _err(b"INVALID_ARGUMENTS", str(exc))
-        return b"OK " + added.key + b"\n"
+        return b""  # add_schedule answers (once stored, with a store)

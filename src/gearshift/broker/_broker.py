@@ -45,7 +45,7 @@ from gearshift.broker._packets import (
     error_packet,
     packet,
 )
-from gearshift.broker._schedules import cron_from_gearman
+from gearshift.broker._schedules import cron_from_gearman, validate_cron
 from gearshift.broker._workers import WorkerDispatch
 from gearshift.protocol._spec import ARITY, MAX_UNIQUE_SIZE, ErrorCode, PacketType
 
@@ -108,6 +108,7 @@ class Broker(WorkerDispatch):
         """
         dispatch = self._dispatch
         arity = self._arity
+        self._now = 0.0  # a new batch: the clock is read again when needed
         for ptype, fields in packets:
             if peer.closed:
                 return
@@ -215,14 +216,15 @@ class Broker(WorkerDispatch):
 
     def _submit_sched(self, peer: Peer, fields: list[bytes]) -> None:
         """SUBMIT_JOB_SCHED: FUNC, UNIQ, minute, hour, day of month, month, day of week
-        (0 = Monday), DATA. Keeps a schedule and answers JOB_CREATED with its key."""
+        (0 = Monday), DATA. Keeps a schedule and answers JOB_CREATED with its key once
+        it is stored."""
         try:
             cron = cron_from_gearman(*fields[2:7])
-            schedule = self.add_schedule(fields[0], fields[1], cron, fields[7])
+            validate_cron(cron, self.clock())
         except ValueError as exc:
             self._send(peer, error_packet(ErrorCode.INVALID_ARGUMENT, str(exc)))
             return
-        self._send(peer, created_packet(schedule.key))
+        self.add_schedule(fields[0], fields[1], cron, fields[7], peer=peer)
 
     def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: int,
                 background: bool, when: int = 0, reducer: bytes = b"") -> None:
@@ -253,7 +255,7 @@ class Broker(WorkerDispatch):
         self.jobs.add(job)
         handle = job.handle
         if background:
-            job.submitted = self.clock()
+            job.submitted = self.now()
         if reducer or when:
             more = job.extras()
             more.reducer = reducer

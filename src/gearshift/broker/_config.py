@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gearshift._version import __version__
-from gearshift.broker._model import Job
+from gearshift.broker._model import Ack, Job
 from gearshift.broker._outcomes import Outcome
 from gearshift.broker._retry import RetryPolicies
 from gearshift.broker._schedules import Schedule
@@ -31,7 +31,8 @@ class StoreHooks(Protocol):
         """Write the job's failed-attempt count and run-at time (a retry)."""
     def put_outcome(self, outcome: Outcome) -> None: ...
     def drop_outcome(self, handle: bytes) -> None: ...
-    def put_schedule(self, schedule: Schedule) -> None: ...
+    def put_schedule(self, schedule: Schedule, ack: Ack | None = None) -> None:
+        """Write a schedule; with ``ack``, answer :meth:`Broker.schedule_written`."""
     def drop_schedule(self, key: bytes) -> None: ...
 
 

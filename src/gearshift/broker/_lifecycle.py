@@ -31,6 +31,7 @@ from gearshift.broker._model import (
     QUEUED,
     RUNNING,
     SCHEDULED,
+    Ack,
     Job,
     Peer,
 )
@@ -130,26 +131,44 @@ class JobLifecycle(BrokerState):
 
     def _completed_background(self, job: Job, result: bytes) -> None:
         """Keep a finished background job's result (its row was removed already)."""
-        if self.outcomes.keep > 0:
-            self._keep(Outcome(job.handle, job.function.name, job.unique, COMPLETE, result,
-                               job.retries + 1, job.submitted, job.started, self.clock()))
+        book = self.outcomes
+        if book.keep <= 0:
+            return
+        handle = job.handle
+        ended = self.now()
+        if not book.results:
+            self.wake_at = 0.0  # the first kept outcome: its expiry needs a timer
+        evicted = book.add_result(handle, job.function.name, job.unique, COMPLETE, result,
+                                  job.retries + 1, job.submitted, job.started, ended)
+        if self.wake_at == 0.0:
+            self._rewake()
+        store = self.store
+        if store is None:
+            return
+        if evicted is None or handle not in evicted:
+            store.put_outcome(Outcome(handle, job.function.name, job.unique, COMPLETE,
+                                      result, job.retries + 1, job.submitted, job.started,
+                                      ended))
+        if evicted is not None:
+            for old in evicted:
+                if old != handle:
+                    store.drop_outcome(old)
 
     def _keep(self, outcome: Outcome) -> None:
         """Put an outcome in the book and the store; drop what the budgets push out."""
-        evicted = self.outcomes.put(outcome)
+        evicted = self.outcomes.add(outcome)
         store = self.store
-        kept = True
         for old in evicted:
-            if old is outcome:
-                kept = False
-            elif store is not None:
-                store.drop_outcome(old.handle)
-            if old.dead:
+            if old != outcome.handle and store is not None:
+                store.drop_outcome(old)
+            if outcome.dead:
                 self._note(logging.WARNING,
-                           f"dead letter {old.handle.decode('utf-8', 'replace')} dropped: "
-                           "the dead-letter budget (--dead-letters-max) is full")
-        if kept and store is not None:
+                           f"dead letter {old.decode('utf-8', 'replace')} dropped: the "
+                           "dead-letter budget (--dead-letters-max) is full")
+        if outcome.handle not in evicted and store is not None:
             store.put_outcome(outcome)
+        if self.wake_at == 0.0:
+            self._rewake()
 
     def _count_failure(self, job: Job, reason: bytes) -> int:
         """Count a failed attempt and keep its reason; returns the failures so far."""
@@ -303,9 +322,14 @@ class JobLifecycle(BrokerState):
     # ------------------------------------------------------------------ schedules
 
     def add_schedule(self, function: bytes, unique: bytes, cron: str, data: bytes,
-                     priority: int = 1) -> Schedule:
+                     priority: int = 1, peer: Peer | None = None,
+                     text: bool = False) -> Schedule:
         """Keep a recurring job (replacing one with the same function and non-empty
-        unique). Raises ValueError when ``cron`` is malformed or never fires."""
+        unique). Raises ValueError when ``cron`` is malformed or never fires.
+
+        ``peer`` is answered with the key -- JOB_CREATED, or ``OK KEY`` for an admin
+        ``text`` command -- and with a store only once the schedule is written (as a
+        background job's JOB_CREATED is): :meth:`schedule_written` releases it."""
         existing = self.schedules.find(function, unique)
         if existing is not None:
             key = existing.key
@@ -315,13 +339,37 @@ class JobLifecycle(BrokerState):
         schedule = Schedule(key, function, unique, cron, data, priority,
                             existing.last_fired if existing is not None else 0.0)
         self.schedules.add(schedule, self.clock())
+        self._rewake()
+        reply = b"OK %s\n" % key if text else created_packet(key)
+        ack = self._owe(peer) if peer is not None and self.store is not None else None
+        if ack is not None:
+            ack.reply_ok = reply
         if self.store is not None:
-            self.store.put_schedule(schedule)
+            self.store.put_schedule(schedule, ack)
+        elif peer is not None:
+            self._send(peer, reply)
         return schedule
+
+    def schedule_written(self, ack: Ack, key: bytes, error: str | None) -> None:
+        """The store answered a held schedule write: release the reply (QUEUE_ERROR, and
+        the schedule forgotten, if it failed)."""
+        self._now = 0.0
+        if error is None:
+            self._pay(ack, ack.reply_ok)
+            return
+        if ack.reply_ok.startswith(b"OK"):  # an admin text command's reply
+            self._pay(ack, b"ERR QUEUE_ERROR " + error.replace(" ", "+").encode() + b"\r\n")
+        else:
+            self._pay(ack, error_packet(ErrorCode.QUEUE_ERROR, error))
+        if self.schedules.remove(key) is not None:
+            self._rewake()
+            if self.store is not None:
+                self.store.drop_schedule(key)
 
     def remove_schedule(self, key: bytes) -> bool:
         if self.schedules.remove(key) is None:
             return False
+        self._rewake()
         if self.store is not None:
             self.store.drop_schedule(key)
         return True
@@ -361,7 +409,7 @@ class JobLifecycle(BrokerState):
     def run_timers(self) -> None:
         """Fire what is due: release scheduled jobs, requeue overrunning ones, submit
         schedules' jobs, expire kept outcomes."""
-        now = self.clock()
+        now = self._now = self.clock()
         timers = self.timers
         while timers and timers[0][0] <= now:
             _, _, job, attempt = heapq.heappop(timers)
@@ -379,13 +427,15 @@ class JobLifecycle(BrokerState):
         if self.outcomes.results:
             expired = self.outcomes.expire(now)
             if expired and self.store is not None:
-                for outcome in expired:
-                    self.store.drop_outcome(outcome.handle)
+                for handle in expired:
+                    self.store.drop_outcome(handle)
+        self._rewake()
 
     # ------------------------------------------------------------------ storage callbacks
 
     def persisted(self, job: Job) -> None:
         """The store committed ``job``: acknowledge its submitters and make it runnable."""
+        self._now = 0.0  # called between reads: a new batch
         if job.state != PENDING:
             self._joined_persisted(job)
             return
@@ -399,6 +449,7 @@ class JobLifecycle(BrokerState):
 
     def persist_failed(self, job: Job, message: str) -> None:
         """The store could not write ``job``: every submitter gets QUEUE_ERROR; job gone."""
+        self._now = 0.0
         err = error_packet(ErrorCode.QUEUE_ERROR, message)
         if job.waiting:
             # A foreground joiner of a job that exists without the store (a foreground
@@ -462,16 +513,18 @@ class JobLifecycle(BrokerState):
             return False
         before = len(self.outcomes)
         self._keep_restored(outcome)
+        self._rewake()
         return len(self.outcomes) > before
 
     def _keep_restored(self, outcome: Outcome) -> None:
-        for old in self.outcomes.put(outcome):
+        for old in self.outcomes.add(outcome):
             if self.store is not None:
-                self.store.drop_outcome(old.handle)
+                self.store.drop_outcome(old)
 
     def restore_schedule(self, schedule: Schedule) -> None:
         """Keep a stored schedule at startup; its next slot follows the last one fired."""
         self.schedules.add(schedule, self.clock())
+        self._rewake()
         counter = schedule.key.replace(b".", b":").rpartition(b":")[2]
         if counter.isdigit():
             self._schedule_seq = max(self._schedule_seq, int(counter))

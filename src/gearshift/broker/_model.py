@@ -37,11 +37,13 @@ class Ack:
     packets to its tasks.
     """
 
-    __slots__ = ("foreground", "peer", "reply")
+    __slots__ = ("foreground", "peer", "reply", "reply_ok")
 
     def __init__(self, peer: Peer, foreground: bool = False) -> None:
         self.peer = peer
         self.reply: bytes | None = None
+        #: what a held non-job write (a schedule) answers once it is stored
+        self.reply_ok = b""
         # A foreground submission only waits to keep its replies in order; its fate does
         # not hang on the store write (see Broker.persist_failed).
         self.foreground = foreground

@@ -189,7 +189,7 @@ class WorkerDispatch(JobLifecycle):
         func = job.function
         func.running += 1
         if job.background:
-            job.started = self.clock()
+            job.started = self.now()
         timeout = peer.timeouts.get(func) if peer.timeouts else None
         if timeout is not None:
             if more is None:

@@ -16,7 +16,7 @@ from gearshift._build import build_name
 from gearshift._version import __version__
 
 #: Subcommand modules under gearshift.cli, in the order shown by --help.
-SUBCOMMANDS = ["_serve", "_import", "_submit", "_work", "_admin"]
+SUBCOMMANDS = ["_serve", "_import", "_submit", "_work", "_admin", "_result", "_schedule"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,10 @@
 Differences from gearadmin: an ``ERR`` reply exits 1 (gearadmin exits 0), listings get
 column headers, and ``-h`` may be ``host:port``. Several options may be combined; they run
 in the order of the option table below.
+
+gearshift's dead letters (background jobs that failed for good) have options of their
+own: ``--dead`` lists them, ``--retry-dead`` queues them again and ``--purge-dead``
+forgets them, each for one handle, ``--all`` or ``--function F``.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from gearshift.cli._submit import add_server_options, servers_from_args
-from gearshift.client import AdminClient, AdminError, GearmanError
+from gearshift.client import AdminClient, AdminError, GearmanError, JobOutcome
 
-Action = Callable[[AdminClient, str], Any]
+#: (admin, the option's value) -> result; dead-letter options get their keyword arguments.
+Action = Callable[[AdminClient, Any], Any]
 
 #: option dest -> (action, table headers or None for a one-line value)
 ACTIONS: dict[str, tuple[Action, list[str] | None]] = {
@@ -33,7 +39,15 @@ ACTIONS: dict[str, tuple[Action, list[str] | None]] = {
     "workers": (lambda a, _: a.workers(), ["FD", "IP", "CLIENT_ID", "FUNCTIONS"]),
     "show_jobs": (lambda a, _: a.show_jobs(), ["HANDLE", "RETRIES", "IGNORED", "QUEUED"]),
     "show_unique_jobs": (lambda a, _: a.show_unique_jobs(), ["UNIQUE"]),
+    "dead": (lambda a, t: a.dead(t["function"]),
+             ["HANDLE", "FUNCTION", "ATTEMPTS", "ENDED", "REASON"]),
+    "retry_dead": (lambda a, t: a.retry_dead(**t), None),
+    "purge_dead": (lambda a, t: a.purge_dead(**t), None),
 }
+#: Options that name dead letters by HANDLE, --all or --function.
+TARGETED = {"retry_dead", "purge_dead"}
+#: Longest failure reason shown in the --dead table (--json has it whole).
+REASON_WIDTH = 60
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,13 +65,56 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workers", action="store_true", help="connections and their functions")
     p.add_argument("--show-jobs", action="store_true", help="every job")
     p.add_argument("--show-unique-jobs", action="store_true", help="unique keys of jobs")
+    p.add_argument("--dead", action="store_true",
+                   help="dead letters: background jobs that failed for good (gearshift)")
+    p.add_argument("--retry-dead", nargs="?", const="", metavar="H",
+                   help="queue dead letter H again (or --all, --function F)")
+    p.add_argument("--purge-dead", nargs="?", const="", metavar="H",
+                   help="forget dead letter H (or --all, --function F)")
+    p.add_argument("--all", action="store_true", help="with --retry/--purge-dead: every one")
+    p.add_argument("--function", metavar="F",
+                   help="with --dead/--retry-dead/--purge-dead: only function F's")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.set_defaults(func=run)
+
+
+def when(stamp: float | None) -> str:
+    """A UNIX time as local ``YYYY-MM-DD HH:MM:SS``; ``-`` for none."""
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S",
+                                                   time.localtime(stamp))
+
+
+def _dead_row(outcome: JobOutcome) -> list[str]:
+    reason = " ".join((outcome.reason or "").split())
+    if len(reason) > REASON_WIDTH:
+        reason = reason[: REASON_WIDTH - 3] + "..."
+    return [outcome.handle, outcome.function, str(outcome.attempts), when(outcome.ended),
+            reason or "-"]
+
+
+ROWS: dict[str, Callable[[Any], list[str]]] = {"dead": _dead_row}
+
+
+def _argument(dest: str, value: Any, args: argparse.Namespace) -> Any:
+    """What the action of ``dest`` gets: the option's text, or the dead-letter target.
+
+    Raises ValueError when a retry/purge names no dead letters or more than one way."""
+    if dest == "dead":
+        return {"function": args.function}
+    if dest in TARGETED:
+        chosen = (value != "") + args.all + (args.function is not None)
+        if chosen != 1:
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(f"{flag} needs exactly one of: a handle, --all, --function F")
+        return {"handle": value or None, "all": args.all, "function": args.function}
+    return value if isinstance(value, str) else ""
 
 
 def _cells(row: Any) -> list[str]:
     if isinstance(row, str):
         return [row]
+    if isinstance(row, list):
+        return row
     out = []
     for value in dataclasses.astuple(row):
         if isinstance(value, tuple):
@@ -83,8 +140,9 @@ def table(headers: Sequence[str], rows: Sequence[Any]) -> str:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
-        return [dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type)
-                else v for v in value]
+        return [v.to_json() if hasattr(v, "to_json")
+                else dataclasses.asdict(v) if dataclasses.is_dataclass(v)
+                and not isinstance(v, type) else v for v in value]
     return "OK" if value is None else value
 
 
@@ -96,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         address = servers_from_args(args)[0]
+        arguments = {dest: _argument(dest, value, args) for dest, value in chosen}
     except ValueError as exc:
         sys.stderr.write(f"gearshift admin: {exc}\n")
         return 2
@@ -103,10 +162,10 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     try:
         with AdminClient(address) as admin:
-            for dest, value in chosen:
+            for dest, _ in chosen:
                 action, headers = ACTIONS[dest]
                 try:
-                    result = action(admin, value if isinstance(value, str) else "")
+                    result = action(admin, arguments[dest])
                 except AdminError as exc:
                     status = 1
                     results[dest] = {"error": exc.code, "text": exc.text}
@@ -119,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
                 if headers is None:
                     sys.stdout.write(f"{'OK' if result is None else result}\n")
                 else:
-                    sys.stdout.write(table(headers, result))
+                    row = ROWS.get(dest)
+                    sys.stdout.write(table(headers, result if row is None
+                                           else [row(r) for r in result]))
     except GearmanError as exc:
         sys.stderr.write(f"gearshift admin: {exc}\n")
         return 1

@@ -5,6 +5,7 @@
     GearmanError
     ├── ServerError            the server answered a request with an ERROR packet (.code, .text)
     ├── AdminError             an admin command was answered with ``ERR`` (.code, .text)
+    │   └── UnknownJob         no server knows the handle (never existed, or expired)
     ├── ConnectionFailed       no configured server accepted the request (also a ConnectionError)
     ├── ConnectionLost         the server went away after accepting the job (also a ConnectionError)
     ├── GearmanTimeout         a wait ran past its timeout (also a builtin TimeoutError)
@@ -40,6 +41,18 @@ class AdminError(GearmanError):
         super().__init__(f"{code}: {text}" if text else code)
         self.code = code
         self.text = text
+
+
+class UnknownJob(AdminError, LookupError):
+    """``ERR UNKNOWN_JOB``: the handle never existed, its outcome expired
+    (``--keep-results``), or it is not a dead letter (``retry``/``purge``).
+
+    A :class:`LookupError` too, as a missing dictionary key is: asking about a handle
+    nobody knows is an answer, not a failure to get one.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__("UNKNOWN_JOB", text)
 
 
 class ConnectionFailed(GearmanError, ConnectionError):

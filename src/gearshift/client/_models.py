@@ -1,4 +1,5 @@
-"""Value objects shared by both flavours: priorities, status replies, job events, tasks.
+"""Value objects shared by both flavours: priorities, status replies, job events, tasks,
+and the outcomes, dead letters and schedules gearshift's admin commands report.
 
 A :class:`Task` is the client's record of one submission. It changes state only through
 the packet router (:mod:`._protocol`), never through I/O, so the asyncio and blocking
@@ -7,12 +8,15 @@ clients share it unchanged.
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gearshift.client._errors import GearmanError, JobException, JobFailed
+from gearshift.client._servers import Address
 from gearshift.protocol import PacketType
 
 P = PacketType
@@ -104,6 +108,7 @@ class Task:
         error: why the task failed (:class:`JobFailed`, :class:`ServerError`, ...).
         events: DATA/WARNING/STATUS events not yet consumed by a stream iterator.
         numerator, denominator: the last WORK_STATUS.
+        server: the server it was last sent to (the one that gave the handle).
     """
 
     def __init__(self, function: bytes, data: bytes, unique: bytes, *,
@@ -129,6 +134,7 @@ class Task:
         self.route_by_unique = bool(unique)
         self.state = TaskState.NEW
         self.handle: bytes | None = None
+        self.server: Address | None = None
         self.result: bytes | None = None
         self.error: GearmanError | None = None
         self.events: deque[JobEvent] = deque()
@@ -196,3 +202,159 @@ class Task:
         self.error = error
         if self.on_done is not None:
             self.on_done(self)
+
+
+# ---------------------------------------------------------------- outcomes, schedules
+
+#: States of a job that ended; ``queued``, ``running``, ``scheduled`` (waiting for a
+#: run-at time or a retry's backoff) and ``pending`` (not yet stored) mean it still lives.
+FINAL_STATES = frozenset({"complete", "failed", "exception", "cancelled", "dead"})
+#: Priorities as the server numbers them in JSON (0 runs first).
+PRIORITY_NUMBERS = {0: Priority.HIGH, 1: Priority.NORMAL, 2: Priority.LOW}
+
+
+def _b64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text, validate=True)
+
+
+def _priority(value: int | str) -> Priority:
+    """The server's number, or a name (what ``to_json`` writes)."""
+    return Priority(value) if isinstance(value, str) else PRIORITY_NUMBERS[value]
+
+
+def _b64_text(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What a server knows about one background job: its state while it lives, its
+    result or failure once it ended (admin ``result``; dead letters from ``dead``).
+
+    A background job's client is gone before the job runs, so this record, kept by the
+    server for ``--keep-results``, is the only way to learn how it went.
+
+    Attributes:
+        state: ``queued``/``running``/``scheduled``/``pending`` while alive;
+            ``complete``/``failed``/``exception``/``cancelled``/``dead`` once ended
+            (``dead``: a retry policy ran out).
+        dead: a dead letter (failed for good; ``retry_dead`` runs it again).
+        attempts: runs so far (failed ones, plus the current one while running).
+        submitted, started, ended: UNIX times, None when not (yet) known.
+        data: the result (``complete`` only; else empty).
+        reason: why it failed (ended jobs other than ``complete``), else None.
+        reasons: every failed attempt's reason, oldest first (dead letters, and live
+            jobs waiting for a retry).
+        payload, priority: what the job was submitted with (dead letters only).
+        next_run: when a ``scheduled`` job runs (UNIX time), else None.
+    """
+
+    handle: str
+    function: str
+    unique: str
+    state: str
+    dead: bool = False
+    attempts: int = 0
+    submitted: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    data: bytes = b""
+    reason: str | None = None
+    reasons: tuple[str, ...] = ()
+    payload: bytes | None = None
+    priority: Priority | None = None
+    next_run: float | None = None
+
+    @property
+    def done(self) -> bool:
+        """The job ended (whichever way); its state will not change again by itself."""
+        return self.state in FINAL_STATES
+
+    @property
+    def ok(self) -> bool:
+        """It completed: ``data`` is the result."""
+        return self.state == "complete"
+
+    @property
+    def failed(self) -> bool:
+        """It ended without a result (failed, raised, cancelled or dead)."""
+        return self.done and not self.ok
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> JobOutcome:
+        """From the server's JSON object, or :meth:`to_json`'s (raises KeyError,
+        ValueError or TypeError if it is neither)."""
+        priority = record.get("priority")
+        return cls(
+            handle=str(record["handle"]), function=str(record["function"]),
+            unique=str(record.get("unique", "")), state=str(record["state"]),
+            dead=bool(record.get("dead", False)), attempts=int(record.get("attempts", 0)),
+            submitted=record.get("submitted"), started=record.get("started"),
+            ended=record.get("ended"), data=_b64(record.get("data_b64")) or b"",
+            reason=record.get("reason"), reasons=tuple(record.get("reasons", ())),
+            payload=_b64(record.get("payload_b64")),
+            priority=None if priority is None else _priority(priority),
+            next_run=record.get("next_run"))
+
+    def to_json(self) -> dict[str, Any]:
+        """The server's JSON form (bytes as base64 in ``*_b64`` keys), priority by name."""
+        record: dict[str, Any] = {
+            "handle": self.handle, "function": self.function, "unique": self.unique,
+            "state": self.state, "dead": self.dead, "attempts": self.attempts,
+            "submitted": self.submitted, "started": self.started, "ended": self.ended,
+        }
+        if self.ok:
+            record["data_b64"] = _b64_text(self.data)
+        if self.reason is not None:
+            record["reason"] = self.reason
+        if self.reasons:
+            record["reasons"] = list(self.reasons)
+        if self.payload is not None:
+            record["payload_b64"] = _b64_text(self.payload)
+        if self.priority is not None:
+            record["priority"] = self.priority.value
+        if self.next_run is not None:
+            record["next_run"] = self.next_run
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One cron schedule: a background job of ``function`` submitted per matching minute.
+
+    ``cron`` is the five standard fields (``MIN HOUR DOM MON DOW``, 0 = Sunday);
+    ``next_run`` is when it fires next and ``last_fired`` when it last did (UNIX times).
+    """
+
+    key: str
+    function: str
+    cron: str
+    unique: str = ""
+    data: bytes = b""
+    priority: Priority = Priority.NORMAL
+    next_run: float | None = None
+    last_fired: float | None = None
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Schedule:
+        return cls(key=str(record["key"]), function=str(record["function"]),
+                   cron=str(record["cron"]), unique=str(record.get("unique", "")),
+                   data=_b64(record.get("data_b64")) or b"",
+                   priority=_priority(record.get("priority", 1)),
+                   next_run=record.get("next"), last_fired=record.get("last_fired"))
+
+    def to_json(self) -> dict[str, Any]:
+        """The server's JSON form, priority by name."""
+        return {"key": self.key, "function": self.function, "unique": self.unique,
+                "cron": self.cron, "data_b64": _b64_text(self.data),
+                "priority": self.priority.value, "next": self.next_run,
+                "last_fired": self.last_fired}
+
+
+def priority_name(priority: Priority | str) -> str:
+    """``Priority.HIGH`` or ``"high"`` -> ``"high"``, as admin commands spell it."""
+    try:
+        chosen = priority if isinstance(priority, Priority) else Priority(priority.lower())
+    except (AttributeError, ValueError):
+        raise ValueError(f"priority must be high, normal or low, not {priority!r}") from None
+    return chosen.value

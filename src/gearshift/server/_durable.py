@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gearshift.broker import Broker, Job, Outcome, Schedule
+from gearshift.broker._model import Ack
 from gearshift.server._config import ServerConfig, StartupError
 
 if TYPE_CHECKING:
@@ -67,12 +68,25 @@ class DurableStore:
     def drop_outcome(self, handle: bytes) -> None:
         self.committer.put_outcome(handle, None)
 
-    def put_schedule(self, schedule: Schedule) -> None:
+    def put_schedule(self, schedule: Schedule, ack: Ack | None = None) -> None:
         from gearshift.store import StoredSchedule
 
         self.committer.put_schedule(schedule.key, StoredSchedule(
             schedule.key, schedule.function, schedule.unique, schedule.cron, schedule.data,
             schedule.priority, schedule.last_fired))
+        if ack is not None:
+            # The submitter's reply waits for the transaction that holds this write.
+            key = schedule.key
+            self.committer.barrier().add_done_callback(
+                lambda fut: self._schedule_written(ack, key, fut))
+
+    def _schedule_written(self, ack: Ack, key: bytes, future: asyncio.Future[None]) -> None:
+        exc = future.exception() if not future.cancelled() else RuntimeError("cancelled")
+        if exc is not None:
+            log.error("store write of schedule %r failed: %s", key, exc)
+        self.broker.schedule_written(
+            ack, key, None if exc is None else f"persistent store write failed: {exc}")
+        self.on_change()
 
     def drop_schedule(self, key: bytes) -> None:
         self.committer.put_schedule(key, None)

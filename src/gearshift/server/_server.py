@@ -89,6 +89,9 @@ class Server:
         for srv in self._servers:
             for sock in srv.sockets:
                 log.info("listening on %s", sock.getsockname()[:2])
+        # Replayed jobs' epoch and retry times, schedules and kept outcomes need the
+        # timer armed now, not when the first connection sends something.
+        self.pump.after_batch()
 
     @property
     def ports(self) -> list[int]:

@@ -119,10 +119,14 @@ class Pump:
         self._flush_scheduled = False
         self.flush()
         broker = self.broker
-        if broker.timers:
-            deadline: float = broker.timers[0][0]
-            if self._timer_at < 0 or deadline < self._timer_at:
-                self._arm_timer(deadline)
+        # The job-timer heap and wake_at (schedule slots, kept outcomes' expiry, which
+        # would otherwise never fire on an idle server): two reads, no call per flush.
+        deadline: float = broker.timers[0][0] if broker.timers else -1.0
+        wake: float = broker.wake_at
+        if wake > 0.0 and (deadline < 0.0 or wake < deadline):
+            deadline = wake
+        if deadline >= 0.0 and (self._timer_at < 0 or deadline < self._timer_at):
+            self._arm_timer(deadline)
         request = broker.shutdown_request
         if request is not None and not self.closing:
             self.closing = True

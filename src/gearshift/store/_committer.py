@@ -90,6 +90,18 @@ class GroupCommitter:
             self._pending.when[handle] = when
         self._kick()
 
+    def barrier(self) -> asyncio.Future[None]:
+        """A future that resolves when everything queued so far is committed (or fails
+        with the StoreError of its batch): how a non-job write is acknowledged only
+        once it is durable."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            future.set_exception(StoreError(f"{self.store.description}: committer closed"))
+            return future
+        self._waiters.append(future)
+        self._kick()
+        return future
+
     def put_outcome(self, handle: bytes, outcome: StoredOutcome | None) -> None:
         """Queue storing (or, with None, deleting) a job's outcome or dead letter."""
         self._pending.outcomes[handle] = outcome
@@ -119,10 +131,18 @@ class GroupCommitter:
 
     async def _drain(self) -> None:
         try:
-            while self._pending:
+            while self._pending or self._waiters:
+                batch, waiters = self._pending, self._waiters
+                if not batch:
+                    # Only barriers wait: everything before them is already written.
+                    self._waiters = []
+                    for future in waiters:
+                        if not future.done():
+                            future.set_result(None)
+                    continue
                 if self._backoff:
                     await asyncio.sleep(self._backoff)
-                batch, waiters = self._pending, self._waiters
+                    batch, waiters = self._pending, self._waiters
                 self._pending, self._waiters = Batch(), []
                 await self._commit(batch, waiters)
                 if self._closed and self._backoff and self._pending:

@@ -71,6 +71,8 @@ log = logging.getLogger("gearshift.store")
 PIECE = 512 * 1024
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
+#: Reads of a moving index before giving up (see MemcachedStore._current).
+READ_ATTEMPTS = 20
 #: Keys per get_many round trip.
 GET_CHUNK = 200
 
@@ -160,9 +162,19 @@ class MemcachedStore(Store):
         return index
 
     def _current(self, mc: Any) -> Index:
-        self._index = None
-        gen, pieces, tag, _ = self._head(mc)
-        return self._read_index(mc, gen, pieces, tag)
+        """The index the head names now. A reader racing a live writer (a tool, a test
+        counting jobs) can find the generation it read deleted by the writer's next
+        commit: the head has moved on, so read again (only a head that stays put with
+        its pieces missing is a real loss)."""
+        for _ in range(READ_ATTEMPTS):
+            self._index = None
+            gen, pieces, tag, _ = self._head(mc)
+            try:
+                return self._read_index(mc, gen, pieces, tag)
+            except _Conflict:
+                if self._head(mc)[:3] == (gen, pieces, tag):
+                    raise
+        raise _Conflict(f"the index changed {READ_ATTEMPTS} times while being read")
 
     def _ref_keys(self, kind: str, name: bytes, ref: Ref) -> list[str]:
         """Every item of the outcome (kind "o") or schedule ("s") version ``ref``."""

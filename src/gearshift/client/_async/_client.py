@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,6 +36,7 @@ from gearshift.client._models import (
     EventCallback,
     EventKind,
     JobEvent,
+    JobOutcome,
     JobStatus,
     Priority,
     Task,
@@ -48,10 +50,16 @@ from gearshift.protocol import PacketType as P
 from gearshift.protocol import ProtocolError
 
 from ._connection import AsyncConnection
+from ._results import read_outcome
 
 #: Longest single read while other waiters may need the lock; bounds how late a
 #: concurrent waiter notices a connection opened after this read started.
 READ_SLICE = 0.1
+
+#: Background handles whose server the client remembers (for :meth:`AsyncClient.result`).
+ORIGINS_KEPT = 10_000
+#: Seconds an admin reply may take in ``result`` when neither it nor the client has a timeout.
+ADMIN_TIMEOUT = 10.0
 
 When = float | int | dt.datetime
 
@@ -113,6 +121,8 @@ class AsyncClient:
         self.exceptions = exceptions
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        #: background handle -> the server that issued it, newest last
+        self._origins: OrderedDict[bytes, Address] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {', '.join(str(link.address) for link in self._links)}>"
@@ -226,7 +236,10 @@ class AsyncClient:
         for task in tasks:
             if task.state is TaskState.NEW:
                 await self._send(task, set())
-        await self._wait(lambda: all(t.done for t in tasks), deadline)
+        try:
+            await self._wait(lambda: all(t.done for t in tasks), deadline)
+        finally:
+            self._remember(tasks)
 
     # ------------------------------------------------------------------- status
 
@@ -247,12 +260,40 @@ class AsyncClient:
         return UniqueStatus(fields[0], fields[1] == b"1", fields[2] == b"1", _int(fields[3]),
                             _int(fields[4]), _int(fields[5]))
 
+    async def result(self, handle: str | bytes, wait: float | None = None,
+                     timeout: float | None = None) -> JobOutcome:
+        """How a background job went: its result or failure once it ended, else its
+        current state (gearshift servers keep outcomes for ``--keep-results``).
+
+        ``wait`` (seconds) polls until the job ended or the time is up, then returns
+        the outcome as it is (check ``.done``). The server that issued the handle is
+        asked when this client submitted the job, else every server in turn.
+        ``timeout`` bounds each admin reply (default: the client's, else 10 s).
+
+        Raises:
+            UnknownJob: no server knows the handle (never existed, or expired).
+            ConnectionFailed: no server could be asked.
+        """
+        origin = self._origins.get(to_bytes(handle))
+        servers = [origin] if origin is not None else self.servers
+        timeout = timeout if timeout is not None else self.timeout
+        return await read_outcome(servers, handle, wait,
+                                  ADMIN_TIMEOUT if timeout is None else timeout)
+
     async def echo(self, data: Any = b"ping", timeout: float | None = None) -> bytes:
         """ECHO_REQ to the first server; returns the echoed bytes."""
         return (await self._ask(self._links[0], P.ECHO_REQ, P.ECHO_RES, to_bytes(data),
                                 timeout))[0]
 
     # ----------------------------------------------------------------- internals
+
+    def _remember(self, tasks: Iterable[Task]) -> None:
+        """Note which server gave each background handle, so ``result`` asks that one."""
+        for task in tasks:
+            if task.background and task.handle is not None and task.server is not None:
+                self._origins[task.handle] = task.server
+        while len(self._origins) > ORIGINS_KEPT:
+            self._origins.popitem(last=False)
 
     def _deadline(self, timeout: float | None) -> float | None:
         timeout = self.timeout if timeout is None else timeout
@@ -318,6 +359,7 @@ class AsyncClient:
         for link in candidates:
             try:
                 conn = await self._connect(link)
+                task.server = link.address
                 await link.submit(conn, task)
                 return
             except (ConnectionFailed, ConnectionLost, GearmanTimeout) as exc:
@@ -412,8 +454,11 @@ class AsyncTaskSet:
         for task in self.tasks:
             if task.state is TaskState.NEW:
                 await client._send(task, set())
-        await client._wait(lambda: all(t.handle is not None or t.done for t in self.tasks),
-                           deadline)
+        try:
+            await client._wait(lambda: all(t.handle is not None or t.done
+                                           for t in self.tasks), deadline)
+        finally:
+            client._remember(self.tasks)
         return self.tasks
 
     async def wait(self, timeout: float | None = None) -> list[Task]:
@@ -433,6 +478,7 @@ class AsyncTaskSet:
             for task in self.tasks:
                 if task.done and id(task) not in yielded:
                     yielded.add(id(task))
+                    client._remember([task])
                     yield task
             if len(yielded) < len(self.tasks):
                 await client._wait(lambda: any(t.done and id(t) not in yielded

@@ -132,6 +132,11 @@ class AsyncEvent:
         return True
 
 
+async def sleep(seconds: float) -> None:
+    """Pause this task (polling loops such as ``result(wait=...)``)."""
+    await asyncio.sleep(seconds)
+
+
 async def run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
     """Run the jobs concurrently (one task each) until all return."""
     async with asyncio.TaskGroup() as group:

@@ -139,6 +139,11 @@ class Event:
         return self._event.wait(timeout)
 
 
+def sleep(seconds: float) -> None:
+    """Pause this thread (polling loops such as ``result(wait=...)``)."""
+    time.sleep(seconds)
+
+
 def run_all(jobs: Sequence[Callable[[], None]]) -> None:
     """Run the jobs concurrently (one thread each) until all return; re-raise the first error."""
     if len(jobs) == 1:

@@ -2,6 +2,9 @@
 # change the async source and run `python scripts/unasync.py`.
 """AdminClient: gearmand's text admin commands, answered as dataclasses.
 
+gearshift's own commands (job outcomes, dead letters, schedules) answer JSON, one object
+per line; they are read into :class:`JobOutcome` and :class:`Schedule`.
+
 One connection to one server. Commands are sent with ``\\r\\n`` (gearmand's
 ``create function`` assumes CRLF and cuts a character off a bare ``\\n`` line) and replies
 are read line by line with the shared codec, which returns admin text lines as
@@ -10,18 +13,24 @@ are read line by line with the shared codec, which returns admin text lines as
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
+from gearshift.client import _admin_lines as lines
 from gearshift.client._backends.sync_ import Stream, open_stream
 from gearshift.client._errors import (
     AdminError,
     ConnectionFailed,
     ConnectionLost,
+    GearmanError,
     GearmanTimeout,
+    UnknownJob,
 )
+from gearshift.client._models import JobOutcome, Priority, Schedule
 from gearshift.client._servers import Address, parse_servers
 from gearshift.protocol import RES, PacketReader, ProtocolError
 from gearshift.protocol._admin import (
@@ -38,6 +47,8 @@ from gearshift.protocol._admin import (
     parse_unique_jobs,
     parse_workers,
 )
+
+R = TypeVar("R")
 
 
 class AdminClient:
@@ -116,6 +127,60 @@ class AdminClient:
     def verbose(self) -> str:
         return self.command("verbose")
 
+    # ------------------------------------ gearshift: outcomes, dead letters, schedules
+
+    def result(self, handle: str | bytes) -> JobOutcome:
+        """A background job's state, or its outcome once it ended (``result HANDLE``).
+
+        Raises UnknownJob if the server never had the handle or its outcome expired."""
+        return self._record(JobOutcome.from_json,
+                            self.command(f"result {lines.handle_word(handle)}"))
+
+    def dead(self, function: str | bytes | None = None) -> list[JobOutcome]:
+        """Dead letters (of ``function``, or all), oldest first."""
+        line = "dead" if function is None else f"dead {lines.word('function', function)}"
+        return [self._record(JobOutcome.from_json, raw.decode("utf-8", "replace"))
+                for raw in self.listing(line)]
+
+    def retry_dead(self, handle: str | bytes | None = None, *, all: bool = False,
+                         function: str | bytes | None = None) -> int:
+        """Queue dead letters again (one handle, ``all=True`` or every one of
+        ``function``) under their own handles; returns how many. UnknownJob when a
+        single handle is not a dead letter."""
+        return int(self.command(f"retry dead {lines.dead_target(handle, all, function)}"))
+
+    def purge_dead(self, handle: str | bytes | None = None, *, all: bool = False,
+                         function: str | bytes | None = None) -> int:
+        """Forget dead letters for good (chosen as in :meth:`retry_dead`); returns how many."""
+        return int(self.command(f"purge dead {lines.dead_target(handle, all, function)}"))
+
+    def schedules(self) -> list[Schedule]:
+        return [self._record(Schedule.from_json, raw.decode("utf-8", "replace"))
+                for raw in self.listing("schedules")]
+
+    def add_schedule(self, function: str | bytes, cron: str, data: bytes = b"",
+                           unique: str | bytes = "",
+                           priority: Priority | str = "normal") -> str:
+        """Submit a background job of ``function`` at every minute ``cron`` matches
+        (``"MIN HOUR DOM MON DOW"``, 0 = Sunday); returns the schedule's key.
+
+        Raises ValueError before any I/O for a cron without five fields or names with
+        spaces, AdminError (``INVALID_ARGUMENTS``, the server's reason) for a bad cron."""
+        return self.command(lines.schedule_add(function, cron, data, unique, priority))
+
+    def remove_schedule(self, key: str) -> None:
+        """Delete a schedule (AdminError ``UNKNOWN_SCHEDULE`` if there is none)."""
+        self.command(f"schedule rm {lines.word('schedule key', key)}")
+
+    def _record(self, factory: Callable[[Mapping[str, Any]], R], text: str) -> R:
+        """One JSON object of a reply; a reply that is not one is the server's fault."""
+        try:
+            record = json.loads(text)
+            return factory(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GearmanError(f"{self.address} sent an unreadable record {text[:200]!r}: "
+                               f"{exc!r}") from exc
+
     # ------------------------------------------------------------------- plumbing
 
     def command(self, line: str) -> str:
@@ -125,7 +190,7 @@ class AdminClient:
         reply = self._line(deadline)
         err = parse_err(reply)
         if err is not None:
-            raise AdminError(err.code, err.text)
+            raise _error(err.code, err.text)
         return parse_ok(reply)
 
     def listing(self, line: str) -> list[bytes]:
@@ -138,7 +203,7 @@ class AdminClient:
             if not lines:
                 err = parse_err(reply)
                 if err is not None:
-                    raise AdminError(err.code, err.text)
+                    raise _error(err.code, err.text)
             if reply == END:
                 return lines
             lines.append(reply)
@@ -174,3 +239,7 @@ class AdminClient:
             except ProtocolError as exc:
                 raise ConnectionLost(f"{self.address} sent a binary packet: {exc}") from exc
         return self._lines.popleft()
+
+
+def _error(code: str, text: str) -> AdminError:
+    return UnknownJob(text) if code == "UNKNOWN_JOB" else AdminError(code, text)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -36,6 +37,7 @@ from gearshift.client._models import (
     EventCallback,
     EventKind,
     JobEvent,
+    JobOutcome,
     JobStatus,
     Priority,
     Task,
@@ -49,10 +51,16 @@ from gearshift.protocol import PacketType as P
 from gearshift.protocol import ProtocolError
 
 from ._connection import Connection
+from ._results import read_outcome
 
 #: Longest single read while other waiters may need the lock; bounds how late a
 #: concurrent waiter notices a connection opened after this read started.
 READ_SLICE = 0.1
+
+#: Background handles whose server the client remembers (for :meth:`Client.result`).
+ORIGINS_KEPT = 10_000
+#: Seconds an admin reply may take in ``result`` when neither it nor the client has a timeout.
+ADMIN_TIMEOUT = 10.0
 
 When = float | int | dt.datetime
 
@@ -114,6 +122,8 @@ class Client:
         self.exceptions = exceptions
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        #: background handle -> the server that issued it, newest last
+        self._origins: OrderedDict[bytes, Address] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {', '.join(str(link.address) for link in self._links)}>"
@@ -227,7 +237,10 @@ class Client:
         for task in tasks:
             if task.state is TaskState.NEW:
                 self._send(task, set())
-        self._wait(lambda: all(t.done for t in tasks), deadline)
+        try:
+            self._wait(lambda: all(t.done for t in tasks), deadline)
+        finally:
+            self._remember(tasks)
 
     # ------------------------------------------------------------------- status
 
@@ -248,12 +261,40 @@ class Client:
         return UniqueStatus(fields[0], fields[1] == b"1", fields[2] == b"1", _int(fields[3]),
                             _int(fields[4]), _int(fields[5]))
 
+    def result(self, handle: str | bytes, wait: float | None = None,
+                     timeout: float | None = None) -> JobOutcome:
+        """How a background job went: its result or failure once it ended, else its
+        current state (gearshift servers keep outcomes for ``--keep-results``).
+
+        ``wait`` (seconds) polls until the job ended or the time is up, then returns
+        the outcome as it is (check ``.done``). The server that issued the handle is
+        asked when this client submitted the job, else every server in turn.
+        ``timeout`` bounds each admin reply (default: the client's, else 10 s).
+
+        Raises:
+            UnknownJob: no server knows the handle (never existed, or expired).
+            ConnectionFailed: no server could be asked.
+        """
+        origin = self._origins.get(to_bytes(handle))
+        servers = [origin] if origin is not None else self.servers
+        timeout = timeout if timeout is not None else self.timeout
+        return read_outcome(servers, handle, wait,
+                                  ADMIN_TIMEOUT if timeout is None else timeout)
+
     def echo(self, data: Any = b"ping", timeout: float | None = None) -> bytes:
         """ECHO_REQ to the first server; returns the echoed bytes."""
         return (self._ask(self._links[0], P.ECHO_REQ, P.ECHO_RES, to_bytes(data),
                                 timeout))[0]
 
     # ----------------------------------------------------------------- internals
+
+    def _remember(self, tasks: Iterable[Task]) -> None:
+        """Note which server gave each background handle, so ``result`` asks that one."""
+        for task in tasks:
+            if task.background and task.handle is not None and task.server is not None:
+                self._origins[task.handle] = task.server
+        while len(self._origins) > ORIGINS_KEPT:
+            self._origins.popitem(last=False)
 
     def _deadline(self, timeout: float | None) -> float | None:
         timeout = self.timeout if timeout is None else timeout
@@ -319,6 +360,7 @@ class Client:
         for link in candidates:
             try:
                 conn = self._connect(link)
+                task.server = link.address
                 link.submit(conn, task)
                 return
             except (ConnectionFailed, ConnectionLost, GearmanTimeout) as exc:
@@ -413,8 +455,11 @@ class TaskSet:
         for task in self.tasks:
             if task.state is TaskState.NEW:
                 client._send(task, set())
-        client._wait(lambda: all(t.handle is not None or t.done for t in self.tasks),
-                           deadline)
+        try:
+            client._wait(lambda: all(t.handle is not None or t.done
+                                           for t in self.tasks), deadline)
+        finally:
+            client._remember(self.tasks)
         return self.tasks
 
     def wait(self, timeout: float | None = None) -> list[Task]:
@@ -434,6 +479,7 @@ class TaskSet:
             for task in self.tasks:
                 if task.done and id(task) not in yielded:
                     yielded.add(id(task))
+                    client._remember([task])
                     yield task
             if len(yielded) < len(self.tasks):
                 client._wait(lambda: any(t.done and id(t) not in yielded
