@@ -11,6 +11,8 @@ import json
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gearshift.broker import Broker, Peer, RetryPolicies, parse_retry
 from gearshift.broker._outcomes import Outcome, OutcomeBook
@@ -104,7 +106,7 @@ def test_outcome_budget_drops_the_oldest_first() -> None:
     evicted = [h for k in kept for h in book.add(k)]
     # 744 bytes each (500 of result, 5 of names, 240 of overhead): four fit in 3000.
     assert evicted == [b"H:0", b"H:1"]
-    assert list(book.results) == [b"H:2", b"H:3", b"H:4", b"H:5"]
+    assert book.result_handles() == [b"H:2", b"H:3", b"H:4", b"H:5"]
     assert book.results_bytes <= 3000
     assert book.evicted == 2
     huge = Outcome(b"H:dead", b"f", b"", "dead", b"", 3, 0, 0, 9, True, b"p" * 2000)
@@ -254,3 +256,72 @@ def test_retry_policy_matching_exact_before_globs() -> None:
     assert policies.for_function(b"img.small").attempts == 5  # type: ignore[union-attr]
     assert policies.for_function(b"mail").attempts == 3  # type: ignore[union-attr]
     assert RetryPolicies().for_function(b"mail") is None
+
+
+def test_notes_for_operators_name_handle_and_function() -> None:
+    """Failures, retries and dead letters are noted at INFO/WARNING; with ``trace`` every
+    step of a job's life at DEBUG (the server logs what ``notify`` receives)."""
+    broker = make_broker(retry=RetryPolicies([parse_retry("f=2:1s")]))
+    notes: list[tuple[int, str]] = []
+    broker.notify = lambda level, text: notes.append((level, text))
+    broker.trace = True
+    c, w = broker.connect(), worker(broker, b"f")
+    handle = submit(broker, c, b"f", ptype=P.SUBMIT_JOB_BG)
+    grab_handle(broker, w)
+    broker.handle(w, P.WORK_EXCEPTION, handle, b"boom")
+    text = handle.decode()
+    assert (10, f"job {text} (f) submitted (background, priority 1) by :0") in notes
+    assert any(level == 10 and n.startswith(f"job {text} (f) assigned to") for level, n in notes)
+    retried = [n for level, n in notes if level == 20]
+    assert retried == [f"job {text} (f) failed (attempt 1 of 2): boom; retrying in "
+                       + retried[0].rsplit(" ", 1)[1]]
+    broker.clock.advance(2)  # type: ignore[attr-defined]
+    broker.run_timers()
+    grab_handle(broker, w)
+    broker.handle(w, P.WORK_FAIL, handle)
+    assert notes[-1] == (30, f"job {text} (f) is a dead letter after 2 failed attempt(s): "
+                             "the worker reported failure (WORK_FAIL)")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "get", "discard", "expire"]),
+                          st.integers(0, 12)), max_size=80),
+       st.integers(600, 4000))
+def test_outcome_book_matches_a_plain_model(ops: list[tuple[str, int]], budget: int) -> None:
+    """The lazily indexed book against an ordered dict: same records, same order, same
+    drops, whatever mix of adds, lookups, discards, expiry and budget pressure."""
+    book = OutcomeBook(keep=10.0, max_bytes=budget)
+    model: dict[bytes, float] = {}  # handle -> ended, oldest first
+    sizes: dict[bytes, int] = {}
+    clock = 0.0
+    for op, n in ops:
+        handle = b"H:%d" % n
+        clock += 1.0
+        if op == "add":
+            if book.get(handle) is not None:
+                continue  # add_result's contract: a handle has no record yet
+            dropped = book.add_result(handle, b"f", b"", "complete", b"x" * (n * 40), 1,
+                                      0.0, 0.0, clock) or []
+            model[handle] = clock
+            sizes[handle] = 240 + len(handle) + 1 + n * 40
+            expected: list[bytes] = []
+            while sum(sizes[h] for h in model) > budget:
+                oldest = next(iter(model))
+                expected.append(oldest)
+                del model[oldest]
+            assert dropped == expected
+        elif op == "get":
+            found = book.get(handle)
+            assert (found is not None) == (handle in model)
+            if found is not None:
+                assert found.ended == model[handle]
+        elif op == "discard":
+            assert book.discard(handle) == (handle in model)
+            model.pop(handle, None)
+        else:
+            gone = book.expire(clock)
+            assert gone == [h for h, ended in model.items() if ended <= clock - 10.0]
+            for h in gone:
+                del model[h]
+        assert book.result_handles() == list(model)
+        assert book.count == len(model)
+        assert book.results_bytes == sum(sizes[h] for h in model)

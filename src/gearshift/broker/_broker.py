@@ -254,8 +254,8 @@ class Broker(WorkerDispatch):
         job = Job(func, unique, data, priority, background)
         self.jobs.add(job)
         handle = job.handle
-        if background:
-            job.submitted = self.now()
+        if background or self.trace:
+            self._submitted(job, peer)
         if reducer or when:
             more = job.extras()
             more.reducer = reducer
@@ -374,8 +374,8 @@ class Broker(WorkerDispatch):
         if clients:
             for client in clients:
                 client.attached.discard(job)
-        if job.background:
-            self._completed_background(job, fields[1])
+        if job.background or self.trace:
+            self._completed(job, fields[0], fields[1])
 
     def _work_fail(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._held_job(peer, fields[0])

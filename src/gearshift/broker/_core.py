@@ -87,6 +87,9 @@ class BrokerState:
         #: Where notes for operators go: ``notify(logging level, text)`` (the server logs
         #: them); None drops them.
         self.notify: Callable[[int, str], None] | None = None
+        #: Note every job's life at DEBUG too (submitted, assigned, completed): set by
+        #: the server only when its log shows DEBUG, so the hot path pays one bool test.
+        self.trace = False
 
     def now(self) -> float:
         """The clock, read at most once per batch of packets (``handle_packets``, a timer,
@@ -97,6 +100,13 @@ class BrokerState:
         if t == 0.0:
             t = self._now = self.clock()
         return t
+
+    def _trace(self, job: Job, what: str) -> None:
+        """A DEBUG note of one step in ``job``'s life (only called when ``trace``)."""
+        notify = self.notify
+        if notify is not None:
+            notify(10, f"job {job.handle.decode('utf-8', 'replace')} "
+                       f"({job.function.name.decode('utf-8', 'replace')}) {what}")
 
     def _rewake(self) -> None:
         """Recompute :attr:`wake_at` from the schedules and the oldest kept outcome."""

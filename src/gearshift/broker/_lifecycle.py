@@ -129,26 +129,38 @@ class JobLifecycle(BrokerState):
             self.store.remove(job)
             job.stored = False
 
-    def _completed_background(self, job: Job, result: bytes) -> None:
-        """Keep a finished background job's result (its row was removed already)."""
+    def _submitted(self, job: Job, peer: Peer) -> None:
+        """A job was accepted: stamp a background one (its outcome reports the time)."""
+        if job.background:
+            job.submitted = self.now()
+        if self.trace:
+            self._trace(job, f"submitted ({'background' if job.background else 'foreground'}"
+                        f", priority {job.priority}) by {peer.host}:{peer.port}")
+
+    def _completed(self, job: Job, handle: bytes, result: bytes) -> None:
+        """A job completed (its row was removed already): keep a background job's result.
+        ``handle`` is the one the worker sent (the job's own: no need to build it)."""
+        if self.trace:
+            self._trace(job, f"completed ({len(result)} bytes of result)")
         book = self.outcomes
-        if book.keep <= 0:
+        if not job.background or book.keep <= 0:
             return
-        handle = job.handle
+        more = job.more
+        attempts = more.retries + 1 if more is not None else 1
         ended = self.now()
-        if not book.results:
+        if not book.count:
             self.wake_at = 0.0  # the first kept outcome: its expiry needs a timer
-        evicted = book.add_result(handle, job.function.name, job.unique, COMPLETE, result,
-                                  job.retries + 1, job.submitted, job.started, ended)
+        name = job.function.name
+        evicted = book.add_result(handle, name, job.unique, COMPLETE, result, attempts,
+                                  job.submitted, job.started, ended)
         if self.wake_at == 0.0:
             self._rewake()
         store = self.store
         if store is None:
             return
         if evicted is None or handle not in evicted:
-            store.put_outcome(Outcome(handle, job.function.name, job.unique, COMPLETE,
-                                      result, job.retries + 1, job.submitted, job.started,
-                                      ended))
+            store.put_outcome(Outcome(handle, name, job.unique, COMPLETE, result, attempts,
+                                      job.submitted, job.started, ended))
         if evicted is not None:
             for old in evicted:
                 if old != handle:
@@ -424,7 +436,7 @@ class JobLifecycle(BrokerState):
         if self.schedules.schedules:
             for schedule in self.schedules.due(now):
                 self._fire(schedule)
-        if self.outcomes.results:
+        if self.outcomes.count:
             expired = self.outcomes.expire(now)
             if expired and self.store is not None:
                 for handle in expired:

@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 #: A kept outcome that is not a dead letter, as the book holds it: (handle, function,
-#: unique, state, result, attempts, submitted, started, ended, size). A plain tuple of bytes,
+#: unique, state, result, attempts, submitted, started, ended). A plain tuple of bytes,
 #: str, int and float rather than an object: the garbage collector stops tracking such a
 #: tuple after its first pass, and a quarter of a million kept results as objects (with
 #: a list each) made every full collection walk them -- measured, a background job's
 #: dispatch went from 2.2 to 3.8 us with results kept, 0.8 us of it the collector.
-#: Declared variable-length: mypyc keeps a fixed-length tuple unboxed and boxes it into a
-#: NEW tuple wherever it is stored or compared, so the identity checks below would fail.
+#: Declared variable-length: mypyc keeps a fixed-length tuple unboxed and would box it
+#: into a new tuple object wherever it is stored.
 Row = tuple[Any, ...]
 
 COMPLETE: Final = "complete"
@@ -74,6 +74,11 @@ def row_size(handle: bytes, function: bytes, unique: bytes, result: bytes) -> in
     return RECORD_OVERHEAD + len(handle) + len(function) + len(unique) + len(result)
 
 
+def _row_bytes(row: Row) -> int:
+    """A row's cost against the budget, recomputed (storing it boxed an int per row)."""
+    return RECORD_OVERHEAD + len(row[0]) + len(row[1]) + len(row[2]) + len(row[4])
+
+
 class OutcomeBook:
     """Kept outcomes (expiring) and dead letters (kept until retried or purged).
 
@@ -82,38 +87,85 @@ class OutcomeBook:
         max_bytes: budget of kept outcomes; beyond it the oldest are dropped early.
         dead_max_bytes: budget of dead letters; beyond it the oldest are dropped.
 
+    Kept results are rows in a list, in the order the jobs ended, so expiry and the
+    budget take from the front; the index from handle to row is built only when a
+    handle is looked up (``result``, a retry of a dead letter), from where the last
+    lookup left off. A job server keeps far more results than anyone reads: keeping one
+    costs an append, and a dict insert per job was a quarter of the cost of keeping it.
+    (Not the dict's own order either: a dict whose front entries are deleted keeps them
+    as dummies that every scan from the front skips again -- O(n) eviction, 4.8 us per
+    job with a 1 MB budget.)
+
     Every method that drops records returns their handles, so the caller can delete
     them from the store too.
     """
 
-    __slots__ = ("_head", "_order", "dead", "dead_bytes", "dead_max_bytes", "evicted",
-                 "keep", "max_bytes", "results", "results_bytes")
+    __slots__ = ("_base", "_head", "_index", "_indexed", "_order", "count", "dead",
+                 "dead_bytes", "dead_max_bytes", "evicted", "keep", "max_bytes",
+                 "results_bytes")
 
     def __init__(self, keep: float = 3600.0, max_bytes: int = 64 << 20,
                  dead_max_bytes: int = 64 << 20) -> None:
         self.keep = keep
         self.max_bytes = max_bytes
         self.dead_max_bytes = dead_max_bytes
-        self.results: dict[bytes, Row] = {}
-        # Rows in the order they ended, from ``_head`` on: expiry and eviction take from
-        # the front. Not the dict's own order: a dict whose front entries are deleted
-        # keeps them as dummies that every scan from the front skips again, which made
-        # eviction O(n) (4.8 us per job with a 1 MB budget). A row no longer in
-        # ``results`` (discarded, replaced) is skipped when reached.
+        # Rows from _order[_head] on are live or None (discarded); _base is the absolute
+        # position of _order[0], so positions in _index survive cutting the list's front.
         self._order: list[Row | None] = []
         self._head = 0
+        self._base = 0
+        self._index: dict[bytes, int] = {}  # handle -> absolute position, built lazily
+        self._indexed = 0  # absolute position of the first row not in _index yet
+        #: kept results (not dead letters)
+        self.count = 0
         self.dead: dict[bytes, Outcome] = {}
         self.results_bytes = 0
         self.dead_bytes = 0
         #: Records dropped before their time by a budget (for logs and metrics).
         self.evicted = 0
 
+    # ------------------------------------------------------------------ lookups
+
+    def _sync(self) -> None:
+        """Index the rows kept since the last lookup."""
+        order = self._order
+        base = self._base
+        index = self._index
+        pos = max(self._indexed, base + self._head)
+        end = base + len(order)
+        while pos < end:
+            row = order[pos - base]
+            if row is not None:
+                index[row[0]] = pos
+            pos += 1
+        self._indexed = end
+
+    def _row(self, handle: bytes) -> tuple[int, Row] | None:
+        """The live row of ``handle`` and its absolute position."""
+        self._sync()
+        pos = self._index.get(handle)
+        if pos is None:
+            return None
+        at = pos - self._base
+        row = self._order[at] if at >= self._head else None
+        if row is None or row[0] != handle:
+            del self._index[handle]
+            return None
+        return pos, row
+
     def get(self, handle: bytes) -> Outcome | None:
-        row = self.results.get(handle)
-        if row is not None:
+        found = self._row(handle)
+        if found is not None:
+            row = found[1]
             return Outcome(handle, row[1], row[2], row[3], row[4], row[5], row[6], row[7],
                            row[8])
         return self.dead.get(handle)
+
+    def result_handles(self) -> list[bytes]:
+        """Handles of the kept results, oldest first."""
+        return [row[0] for row in self._order[self._head:] if row is not None]
+
+    # ------------------------------------------------------------------ changes
 
     def add_result(self, handle: bytes, function: bytes, unique: bytes, state: str,
                    result: bytes, attempts: int, submitted: float, started: float,
@@ -123,14 +175,11 @@ class OutcomeBook:
         budget pushed out (``handle`` itself when nothing is kept), or None."""
         if self.keep <= 0:
             return [handle]
-        size = row_size(handle, function, unique, result)
-        # Typed Row (boxed once): an inferred fixed-length tuple would be boxed into two
-        # different objects by the two stores below.
-        row: Row = (handle, function, unique, state, result, attempts, submitted, started,
-                    ended, size)
-        self.results[handle] = row
-        self._order.append(row)
-        self.results_bytes += size
+        self._order.append((handle, function, unique, state, result, attempts, submitted,
+                            started, ended))
+        self.count += 1
+        self.results_bytes += (RECORD_OVERHEAD + len(handle) + len(function) + len(unique)
+                               + len(result))
         if self.results_bytes > self.max_bytes:
             return self._take_oldest(0.0)
         return None
@@ -159,13 +208,17 @@ class OutcomeBook:
 
     def discard(self, handle: bytes) -> bool:
         """Forget the record of ``handle`` (retried, purged, or replaced)."""
-        row = self.results.pop(handle, None)
-        if row is not None:
-            self.results_bytes -= row[9]
-            return True
-        found = self.dead.pop(handle, None)
+        found = self._row(handle)
         if found is not None:
-            self.dead_bytes -= found.size
+            pos, row = found
+            self._order[pos - self._base] = None
+            del self._index[handle]
+            self.count -= 1
+            self.results_bytes -= _row_bytes(row)
+            return True
+        outcome = self.dead.pop(handle, None)
+        if outcome is not None:
+            self.dead_bytes -= outcome.size
             return True
         return False
 
@@ -175,23 +228,15 @@ class OutcomeBook:
 
     def next_expiry(self) -> float | None:
         """When the oldest kept outcome expires, or None."""
-        row = self._oldest()
-        return None if row is None else row[8] + self.keep
-
-    def _oldest(self) -> Row | None:
-        """The oldest live row, dropping the stale entries in front of it."""
         order = self._order
-        results = self.results
         head = self._head
         while head < len(order):
             row = order[head]
-            if row is not None and results.get(row[0]) is row:
+            if row is not None:
                 self._head = head
-                return row
-            order[head] = None
+                return float(row[8]) + self.keep
             head += 1
-        order.clear()
-        self._head = 0
+        self._head = head
         return None
 
     def _take_oldest(self, ended_by: float) -> list[bytes]:
@@ -199,26 +244,36 @@ class OutcomeBook:
         while the budget is exceeded. Returns their handles."""
         gone: list[bytes] = []
         order = self._order
-        evictions = 0
-        while True:
-            row = self._oldest()
-            if row is None:
-                break
-            if row[8] > ended_by:
-                if self.results_bytes <= self.max_bytes:
-                    break
-                evictions += 1
-            del self.results[row[0]]
-            self.results_bytes -= row[9]
-            order[self._head] = None
-            self._head += 1
-            gone.append(row[0])
+        index = self._index
         head = self._head
-        if head >= 1024 and head * 2 >= len(order):
+        evictions = 0
+        while head < len(order):
+            row = order[head]
+            if row is not None:
+                if row[8] > ended_by:
+                    if self.results_bytes <= self.max_bytes:
+                        break
+                    evictions += 1
+                handle: bytes = row[0]
+                if index and index.get(handle) == self._base + head:
+                    del index[handle]
+                order[head] = None
+                self.count -= 1
+                self.results_bytes -= _row_bytes(row)
+                gone.append(handle)
+            head += 1
+        if head == len(order):
+            self._base += head
+            self._indexed = max(self._indexed, self._base)
+            order.clear()
+            head = 0
+        elif head >= 1024 and head * 2 >= len(order):
             del order[:head]
-            self._head = 0
+            self._base += head
+            head = 0
+        self._head = head
         self.evicted += evictions
         return gone
 
     def __len__(self) -> int:
-        return len(self.results) + len(self.dead)
+        return self.count + len(self.dead)

@@ -176,6 +176,8 @@ class WorkerDispatch(JobLifecycle):
         return best
 
     def _assign(self, peer: Peer, job: Job) -> None:
+        if self.trace:
+            self._trace(job, f"assigned to {peer.host}:{peer.port}")
         job.state = RUNNING
         job.worker = peer
         peer.assigned = job

@@ -51,6 +51,7 @@ class Server:
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)
+        self.broker.trace = log.isEnabledFor(logging.DEBUG)
         #: the per-read and per-iteration work (compiled): connections, flushing, timers
         self.pump = Pump(self.broker, config.max_packet_size, self.tune_socket,
                          self._shutdown_requested)
