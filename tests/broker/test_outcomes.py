@@ -325,3 +325,24 @@ def test_outcome_book_matches_a_plain_model(ops: list[tuple[str, int]], budget: 
         assert book.result_handles() == list(model)
         assert book.count == len(model)
         assert book.results_bytes == sum(sizes[h] for h in model)
+
+
+def test_retrying_a_dead_letter_loses_nothing_when_the_store_write_fails() -> None:
+    broker = make_broker()
+    store = RecordingStore()
+    broker.store = store
+    c, w = broker.connect(), worker(broker, b"f")
+    broker.handle(c, P.SUBMIT_JOB_BG, b"f", b"", b"payload")
+    broker.persisted(store.added[-1])
+    (_, (handle,)), = take(c)
+    broker.handle(w, P.WORK_FAIL, grab_handle(broker, w))
+    assert admin(broker, c, b"retry dead " + handle) == b"OK 1\n"
+    # Until the job is written again, its dead letter stays in the store...
+    assert store.outcomes[handle] is not None
+    broker.persist_failed(store.added[-1], "store down")
+    # ...and a failed write puts it back: still listed, still retryable.
+    assert result(broker, c, handle)["dead"] is True
+    assert admin(broker, c, b"retry dead " + handle) == b"OK 1\n"
+    broker.persisted(store.added[-1])
+    assert store.outcomes[handle] is None  # the job is stored: the dead letter goes
+    assert grab_handle(broker, w) == handle

@@ -31,7 +31,7 @@ from gearshift.broker._model import (
     Job,
     Peer,
 )
-from gearshift.broker._outcomes import OutcomeBook
+from gearshift.broker._outcomes import Outcome, OutcomeBook
 from gearshift.broker._packets import NOOP_PACKET
 from gearshift.broker._schedules import ScheduleBook
 
@@ -79,6 +79,8 @@ class BrokerState:
         self._rr = 0  # round-robin clock: a worker's function is stamped when served
         self._gated = 0  # peers with a reply held for the store (see _owe)
         self._schedule_seq = 0  # the last schedule key's number
+        #: dead letters being queued again, until the store has the job (handle -> it)
+        self._revived: dict[bytes, Outcome] = {}
         #: The clock read once per batch of packets (see :meth:`now`); 0.0 = not yet.
         self._now = 0.0
         #: When schedules or kept outcomes next need :meth:`run_timers` (0.0 = never):

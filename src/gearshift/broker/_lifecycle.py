@@ -314,9 +314,11 @@ class JobLifecycle(BrokerState):
         self._note(logging.INFO, f"dead letter {self._name(job)} queued again")
         store = self.store
         if store is not None:
-            store.drop_outcome(handle)
+            # The dead letter leaves the store only once the job is written again
+            # (persisted); if that write fails it is put back (persist_failed).
+            self._revived[handle] = outcome
             job.state = PENDING
-            store.add(job)  # runnable once written (persisted)
+            store.add(job)
         else:
             self._enqueue(job)
         return True
@@ -448,6 +450,9 @@ class JobLifecycle(BrokerState):
     def persisted(self, job: Job) -> None:
         """The store committed ``job``: acknowledge its submitters and make it runnable."""
         self._now = 0.0  # called between reads: a new batch
+        if self._revived and self._revived.pop(job.handle, None) is not None \
+                and self.store is not None:
+            self.store.drop_outcome(job.handle)  # a retried dead letter, now a job again
         if job.state != PENDING:
             self._joined_persisted(job)
             return
@@ -463,6 +468,9 @@ class JobLifecycle(BrokerState):
         """The store could not write ``job``: every submitter gets QUEUE_ERROR; job gone."""
         self._now = 0.0
         err = error_packet(ErrorCode.QUEUE_ERROR, message)
+        revived = self._revived.pop(job.handle, None) if self._revived else None
+        if revived is not None:
+            self.outcomes.add(revived)  # still in the store: the dead letter stays
         if job.waiting:
             # A foreground joiner of a job that exists without the store (a foreground
             # job a background submission joined) is still attached and will get the
