@@ -95,7 +95,7 @@ def admin_create_function_bare_newline(s: Session) -> None:
 def admin_maxqueue(s: Session) -> None:
     admin = s.connect("admin")
     c = s.connect("c1")
-    admin.admin(b"maxqueue f 1")  # f does not exist yet: OK, but nothing is set
+    admin.admin(b"maxqueue f 1")  # f does not exist yet: OK (gearmand ignores it, we keep it)
     submit(c, P.SUBMIT_JOB_BG, b"f", b"0", b"")
     admin.admin(b"maxqueue f 1")
     submit(c, P.SUBMIT_JOB_BG, b"f", b"1", b"")
@@ -137,3 +137,13 @@ def admin_misc_commands(s: Session) -> None:
     admin.admin(b"getpid extra", mask=mask_pid)
     admin.admin(b"verbose x")
     admin.admin(b"workers", True, eol=b"\n")
+
+
+@scenario()
+def admin_control_characters_in_names(s: Session) -> None:
+    """A function name with a tab and newlines forges ``status`` rows on gearmand."""
+    c = s.connect("c1")
+    for name in (b"evil\t7\t7\t7\n.\nhidden", b"carriage\rreturn", b"back\\slash", b"plain"):
+        submit(c, P.SUBMIT_JOB_BG, name, b"", b"")
+    admin = s.connect("admin")
+    admin.admin(b"status", True, sort=True)

@@ -588,6 +588,37 @@ EXPECTED_DIFFERENCES: dict[str, ExpectedDifference] = {
             'admin <- fresh\\t0\\t0\\t0\\n.\\n',
         ),
     ),
+    'admin_control_characters_in_names': ExpectedDifference(
+        why=(
+            'gearmand prints names raw, so a name holding a tab and newlines forges `status` ',
+            'rows and ends the listing early (sorted here: the forged `.` line comes first). We ',
+            'print bytes < 0x20, 0x7f and backslash as \\xNN: one row per function.',
+        ),
+        gearmand=(
+            "c1 -> SUBMIT_JOB_BG 'evil\\t7\\t7\\t7\\n.\\nhidden' '' ''",
+            "c1 <- JOB_CREATED 'H1'",
+            "c1 -> SUBMIT_JOB_BG 'carriage\\rreturn' '' ''",
+            "c1 <- JOB_CREATED 'H2'",
+            "c1 -> SUBMIT_JOB_BG 'back\\\\slash' '' ''",
+            "c1 <- JOB_CREATED 'H3'",
+            "c1 -> SUBMIT_JOB_BG 'plain' '' ''",
+            "c1 <- JOB_CREATED 'H4'",
+            "admin -> status\\r\\n",
+            'admin <- .\\nback\\\\slash\\t1\\t0\\t0\\ncarriage\\revil\\t7\\t7\\t7\\nhidden\\t1\\t0\\t0\\nplain\\t1\\t0\\t0\\nreturn\\t1\\t0\\t0\\n.\\n',
+        ),
+        gearshift=(
+            "c1 -> SUBMIT_JOB_BG 'evil\\t7\\t7\\t7\\n.\\nhidden' '' ''",
+            "c1 <- JOB_CREATED 'H1'",
+            "c1 -> SUBMIT_JOB_BG 'carriage\\rreturn' '' ''",
+            "c1 <- JOB_CREATED 'H2'",
+            "c1 -> SUBMIT_JOB_BG 'back\\\\slash' '' ''",
+            "c1 <- JOB_CREATED 'H3'",
+            "c1 -> SUBMIT_JOB_BG 'plain' '' ''",
+            "c1 <- JOB_CREATED 'H4'",
+            "admin -> status\\r\\n",
+            'admin <- back\\\\x5cslash\\t1\\t0\\t0\\ncarriage\\\\x0dreturn\\t1\\t0\\t0\\nevil\\\\x097\\\\x097\\\\x097\\\\x0a.\\\\x0ahidden\\t1\\t0\\t0\\nplain\\t1\\t0\\t0\\n.\\n',
+        ),
+    ),
     'foreground_joins_background_then_leaves': ExpectedDifference(
         why=(
             'A foreground client that joins a background job and then leaves does not cancel it: ',

@@ -17,6 +17,7 @@ from gearshift.broker._model import (
 )
 from gearshift.broker._outcomes import Outcome, OutcomeBook
 from gearshift.broker._packets import NO_JOB_PACKET, NOOP_PACKET, error_packet, packet
+from gearshift.broker._queue_limits import QueueLimit, QueueLimits, parse_max_queue
 from gearshift.broker._retry import RetryPolicies, RetryPolicy, parse_retry
 from gearshift.broker._schedules import Schedule, cron_from_gearman, validate_cron
 
@@ -38,6 +39,8 @@ __all__ = [
     "Outcome",
     "OutcomeBook",
     "Peer",
+    "QueueLimit",
+    "QueueLimits",
     "RetryPolicies",
     "RetryPolicy",
     "Schedule",
@@ -45,6 +48,7 @@ __all__ = [
     "cron_from_gearman",
     "error_packet",
     "packet",
+    "parse_max_queue",
     "parse_retry",
     "validate_cron",
 ]

@@ -5,10 +5,17 @@ parse our output unchanged.
 Formats (gearmand ``libgearman-server/text.cc``): multi-line replies use bare ``\\n`` and
 end with a line holding only ``.``; ``OK``/``ERR`` replies end with ``\\r\\n`` except the
 ``OK <value>`` ones, which end with ``\\n``; error messages use ``+`` for spaces.
+
+One deliberate difference: names, client ids and uniques are client-chosen bytes, and
+gearmand prints them raw, so a function named ``evil\\t7\\t7\\t7\\n.\\nhidden`` forges a
+``status`` row and ends the listing early for whatever parses it. Here bytes below 0x20,
+0x7f and backslash print as ``\\xNN`` (:func:`escape`): every row stays one line with its
+columns, and names without those bytes print byte-for-byte as gearmand prints them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Final
 
@@ -19,6 +26,21 @@ from gearshift.broker._numbers import atoi as _atoi
 
 OK: Final = b"OK\r\n"
 END: Final = b".\n"
+
+#: Bytes that could break a listing's line or column structure, or forge an escape.
+_UNSAFE: Final = re.compile(rb"[\x00-\x1f\x7f\\]")
+
+
+def _hex(match: re.Match[bytes]) -> bytes:
+    return b"\\x%02x" % match.group()[0]
+
+
+def escape(name: bytes) -> bytes:
+    """``name`` with control bytes, DEL and backslash as ``\\xNN``, for one text column
+    (see the module docstring); anything else unchanged."""
+    if _UNSAFE.search(name) is None:
+        return name
+    return _UNSAFE.sub(_hex, name)
 
 
 def _unknown(word: bytes) -> bytes:
@@ -68,20 +90,21 @@ class AdminCommands:
         lines = []
         for peer in self.broker.peers.values():
             # Most recently registered first, as gearmand lists them.
-            funcs = b"".join(b" " + f.name for f in reversed(peer.functions))
-            lines.append(b"%d %s %s :%s\n" % (peer.fd, peer.host.encode(), peer.client_id, funcs))
+            funcs = b"".join(b" " + escape(f.name) for f in reversed(peer.functions))
+            lines.append(b"%d %s %s :%s\n" % (peer.fd, peer.host.encode(),
+                                               escape(peer.client_id), funcs))
         return b"".join(lines) + END
 
     def status(self, words: list[bytes]) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, len(f.workers))
+            b"%s\t%d\t%d\t%d\n" % (escape(f.name), f.total, f.running, len(f.workers))
             for f in self.broker.functions.values()
         ]
         return b"".join(lines) + END
 
     def priority_status(self, words: list[bytes]) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\t%d\n" % (f.name, f.queued[0], f.queued[1] + f.scheduled,
+            b"%s\t%d\t%d\t%d\t%d\n" % (escape(f.name), f.queued[0], f.queued[1] + f.scheduled,
                                        f.queued[2], len(f.workers))
             for f in self.broker.functions.values()
         ]
@@ -97,12 +120,12 @@ class AdminCommands:
             # leave at once here), queued flag (1 once the job reached a queue, running
             # included, as gearmand shows it).
             lines = [
-                b"%s\t%d\t0\t%d\n" % (j.handle, j.retries, 0 if j.state == PENDING else 1)
+                b"%s\t%d\t0\t%d\n" % (escape(j.handle), j.retries, 0 if j.state == PENDING else 1)
                 for j in jobs
             ]
             return b"".join(lines) + END
         if rest == [b"unique", b"jobs"]:
-            return b"".join(j.unique + b"\n" for j in jobs) + END
+            return b"".join(escape(j.unique) + b"\n" for j in jobs) + END
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
 
     # -------------------------------------------------------------- changes
@@ -140,9 +163,8 @@ class AdminCommands:
             return _err_args(words[0])
         values = [_atoi(w) for w in words[2:5]]  # gearmand: atoi, so junk reads as 0
         limits = values if len(values) == 3 else [values[0] if values else 0] * 3
-        func = self.broker.functions.get(words[1])
-        if func is not None:
-            func.max_queue = [max(v, 0) for v in limits]
+        # An unknown function gets the limit when it appears (gearmand ignores it).
+        self.broker.set_max_queue(words[1], [max(v, 0) for v in limits])
         return OK
 
     # -------------------------------------------------------------- server facts

@@ -12,6 +12,7 @@ from typing import Protocol
 from gearshift._version import __version__
 from gearshift.broker._model import Ack, Job
 from gearshift.broker._outcomes import Outcome
+from gearshift.broker._queue_limits import QueueLimits
 from gearshift.broker._retry import RetryPolicies
 from gearshift.broker._schedules import Schedule
 
@@ -53,6 +54,7 @@ class BrokerConfig:
         results_max_bytes / dead_max_bytes: budgets of kept outcomes and of dead
             letters; beyond them the oldest records go first.
         retry: ``--retry`` policies for background jobs.
+        max_queue: ``--max-queue`` caps, applied to each function when it is first seen.
     """
 
     job_retries: int = 0
@@ -67,3 +69,4 @@ class BrokerConfig:
     results_max_bytes: int = 64 << 20
     dead_max_bytes: int = 64 << 20
     retry: RetryPolicies = field(default_factory=RetryPolicies)
+    max_queue: QueueLimits = field(default_factory=QueueLimits)

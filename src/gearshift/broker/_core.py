@@ -35,6 +35,10 @@ from gearshift.broker._outcomes import Outcome, OutcomeBook
 from gearshift.broker._packets import NOOP_PACKET
 from gearshift.broker._schedules import ScheduleBook
 
+#: Most admin ``maxqueue`` limits kept for functions that do not exist yet; past it the
+#: oldest is forgotten, so the admin port cannot be used to grow memory without bound.
+MAX_PENDING_QUEUE_LIMITS: Final = 10_000
+
 #: attempt marker of a timer entry that releases a scheduled job (epoch or retry)
 EPOCH_TIMER: Final = -1
 
@@ -62,6 +66,8 @@ class BrokerState:
         self.dirty: list[Peer] = []
         self.peers: dict[int, Peer] = {}
         self.functions: dict[bytes, Function] = {}
+        #: admin ``maxqueue`` limits for functions not seen yet, applied at creation
+        self.pending_max_queue: dict[bytes, list[int]] = {}
         self._last_function: Function | None = None  # functions are never removed
         #: live jobs by handle
         self.jobs = JobTable(self.config.handle_prefix)
@@ -176,7 +182,29 @@ class BrokerState:
         if func is None:
             func = self.functions[name] = Function(name, self.jobs.prefix)
             func.retry = self.config.retry.for_function(name)
+            pending = self.pending_max_queue.pop(name, None) if self.pending_max_queue \
+                else None
+            if pending is not None:
+                func.max_queue = pending
+            elif self.config.max_queue:
+                limits = self.config.max_queue.for_function(name)
+                if limits is not None:
+                    func.max_queue = list(limits)
         return func
+
+    def set_max_queue(self, name: bytes, limits: list[int]) -> None:
+        """Admin ``maxqueue``: cap ``name`` now, or when it is first seen if it does not
+        exist yet (gearmand ignores the latter; a cap set before the first job is the
+        one that protects the server)."""
+        func = self.functions.get(name)
+        if func is not None:
+            func.max_queue = limits
+            return
+        pending = self.pending_max_queue
+        pending.pop(name, None)
+        while len(pending) >= MAX_PENDING_QUEUE_LIMITS:
+            del pending[next(iter(pending))]
+        pending[name] = limits
 
     def set_handle_prefix(self, prefix: bytes) -> None:
         """Change what new job handles start with; only before the first job is created

@@ -10,11 +10,11 @@ so the dispatcher pays nothing per job for them.
 
 from __future__ import annotations
 
-import fnmatch
 import random
 from dataclasses import dataclass
 
 from gearshift._units import parse_duration
+from gearshift.broker._patterns import FunctionPatterns
 
 #: Delay before the second attempt when a policy names no BASE.
 DEFAULT_BASE_S = 1.0
@@ -78,31 +78,13 @@ def parse_retry(spec: str) -> RetryPolicy:
     return RetryPolicy(pattern, attempts, base, cap)
 
 
-class RetryPolicies:
-    """The configured policies; an exact name beats a glob, and globs are tried in the
-    order given (so ``--retry 'img.*=5' --retry '*=3'`` gives img.* five attempts)."""
+class RetryPolicies(FunctionPatterns[RetryPolicy]):
+    """The configured ``--retry`` policies (matching: :mod:`._patterns`)."""
 
-    def __init__(self, policies: list[RetryPolicy] | None = None) -> None:
-        self.policies = list(policies or ())
-        self._exact = {p.pattern: p for p in self.policies if not _is_glob(p.pattern)}
-        self._globs = [p for p in self.policies if _is_glob(p.pattern)]
+    @property
+    def policies(self) -> list[RetryPolicy]:
+        return self.rules
 
     def for_function(self, name: bytes) -> RetryPolicy | None:
         """The policy for function ``name``, or None (gearmand's behaviour)."""
-        if not self.policies:
-            return None
-        text = name.decode("utf-8", "surrogateescape")
-        exact = self._exact.get(text)
-        if exact is not None:
-            return exact
-        for policy in self._globs:
-            if fnmatch.fnmatchcase(text, policy.pattern):
-                return policy
-        return None
-
-    def __bool__(self) -> bool:
-        return bool(self.policies)
-
-
-def _is_glob(pattern: str) -> bool:
-    return any(ch in pattern for ch in "*?[")
+        return self.match(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Sequence
 
 from gearshift._build import build_name
@@ -23,8 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gearshift", description="Gearman-compatible job server and tools."
     )
-    parser.add_argument("-V", "--version", action="version",
-                        version=f"gearshift {__version__} ({build_name()} dispatch)")
+    parser.add_argument("-V", "--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
@@ -32,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version_text() -> str:
+    return f"gearshift {__version__} ({build_name()} dispatch)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Kept for `serve --config-file`, which parses the command line again over the file.
+    args.cli_argv = list(sys.argv[1:] if argv is None else argv)
     status: int = args.func(args)
     return status

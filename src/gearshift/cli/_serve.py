@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote
 
 from gearshift._units import parse_duration, parse_size
+from gearshift.broker._queue_limits import parse_max_queue
 from gearshift.broker._retry import parse_retry
+from gearshift.cli._gearmand_options import (
+    ConfigError,
+    add_gearmand_options,
+    conninfo_to_url,
+    merge_config_file,
+    refuse_unsupported,
+    with_query,
+)
 from gearshift.server._config import (
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     ServerConfig,
@@ -103,7 +114,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           help="retry a function's failed background jobs with exponential "
                                "backoff, up to ATTEMPTS in all (e.g. 'resize=5:2s:10m'; "
                                "FUNC may be a glob, '*' for every function; repeatable)")
-    p.set_defaults(func=run_serve)
+    limits = p.add_argument_group("limits that protect the server")
+    limits.add_argument("--max-queue", type=_arg(parse_max_queue), action="append", default=[],
+                        metavar="FUNC=N|FUNC=HIGH,NORMAL,LOW",
+                        help="cap a function's jobs from its first job on, per priority (as "
+                             "admin 'maxqueue'; FUNC may be a glob, '*' for every function; "
+                             "0 = unlimited; repeatable)")
+    limits.add_argument("--max-connections", type=_arg(_count), metavar="N",
+                        default=DEFAULT_MAX_CONNECTIONS,
+                        help="open connections beyond which new ones are accepted and closed "
+                             f"at once (0 = no limit; default {DEFAULT_MAX_CONNECTIONS})")
+    add_gearmand_options(p)
+    p.set_defaults(func=run_serve, serve_parser=p)
 
 
 def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -119,18 +141,15 @@ def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def conninfo_to_url(conninfo: str) -> str:
-    """libpq ``key=value`` conninfo (gearmand's --libpq-conninfo) -> postgresql:// URL."""
-    if conninfo.startswith(("postgres://", "postgresql://")):
-        return conninfo
-    pairs = dict(item.split("=", 1) for item in conninfo.split() if "=" in item)
-    user = pairs.get("user", "")
-    password = pairs.get("password", "")
-    auth = quote(user) + (":" + quote(password) if password else "")
-    host = pairs.get("host", "localhost")
-    port = pairs.get("port", "5432")
-    db = pairs.get("dbname", "")
-    return f"postgresql://{auth + '@' if auth else ''}{host}:{port}/{db}"
+def _count(text: str) -> int:
+    """A whole number >= 0; ValueError naming the text otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
 
 
 def store_url(args: argparse.Namespace) -> str:
@@ -143,19 +162,23 @@ def store_url(args: argparse.Namespace) -> str:
     if queue == "builtin":
         return "memory"
     if queue in ("libsqlite3", "sqlite"):
+        url = "sqlite"
         if args.libsqlite3_db:
-            return f"sqlite:///{os.path.abspath(args.libsqlite3_db)}"
-        return "sqlite"
+            url = f"sqlite:///{os.path.abspath(args.libsqlite3_db)}"
+        return with_query(url, table=args.libsqlite3_table)
     if queue == "postgres":
-        return conninfo_to_url(args.libpq_conninfo or "")
+        return with_query(conninfo_to_url(args.libpq_conninfo or ""), table=args.libpq_table)
     if queue == "mysql":
         auth = quote(args.mysql_user) + (":" + quote(args.mysql_password)
                                          if args.mysql_password else "")
-        return f"mysql://{auth}@{args.mysql_host}:{args.mysql_port}/{args.mysql_db}"
+        return with_query(f"mysql://{auth}@{args.mysql_host}:{args.mysql_port}/{args.mysql_db}",
+                          table=args.mysql_table)
     if queue == "redis":
         auth = f":{quote(args.redis_password)}@" if args.redis_password else ""
-        return f"redis://{auth}{args.redis_server}:{args.redis_port}"
-    return f"memcached://{args.libmemcached_servers.split(',')[0]}"
+        return with_query(f"redis://{auth}{args.redis_server}:{args.redis_port}",
+                          prefix=args.redis_prefix)
+    return with_query(f"memcached://{args.libmemcached_servers.split(',')[0]}",
+                      prefix=args.libmemcached_prefix)
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -180,6 +203,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         log_file=args.log_file,
         verbose=args.verbose,
         pid_file=args.pid_file,
+        daemon=args.daemon,
+        user=args.user,
+        syslog=args.syslog,
+        file_descriptors=args.file_descriptors,
+        coredump=args.coredump,
         threads=args.threads,
         store=store_url(args),
         data_dir=args.data_dir or default_data_dir(),
@@ -190,6 +218,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         results_max_bytes=args.results_max,
         dead_max_bytes=args.dead_letters_max,
         retry=tuple(args.retry),
+        max_queue=tuple(args.max_queue),
+        max_connections=args.max_connections,
         **kwargs,
     )
 
@@ -197,4 +227,23 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def run_serve(args: argparse.Namespace) -> int:
     from gearshift.server import run
 
-    return run(config_from_args(args))
+    if args.version:
+        from gearshift.cli import version_text
+
+        print(version_text())
+        return 0
+    try:
+        if args.config_file:
+            args = merge_config_file(args.serve_parser, args, _serve_argv(args))
+        refuse_unsupported(args)
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"gearshift: {exc}", file=sys.stderr)
+        return 1
+    return run(config)
+
+
+def _serve_argv(args: argparse.Namespace) -> list[str]:
+    """The command line's tokens after ``serve`` (re-parsed over a config file's)."""
+    argv: list[str] = list(getattr(args, "cli_argv", None) or sys.argv[1:])
+    return argv[argv.index("serve") + 1:] if "serve" in argv else argv

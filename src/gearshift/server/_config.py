@@ -7,10 +7,16 @@ import socket
 from dataclasses import dataclass, field
 from typing import Final
 
+from gearshift.broker._queue_limits import QueueLimit
 from gearshift.broker._retry import RetryPolicy
 from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
 
 DEFAULT_PORT: Final = 4730
+
+#: Open connections beyond which new ones are accepted and closed at once: far above what
+#: a job server's clients and workers need, far below what exhausts memory (each idle
+#: connection costs a few KiB) -- but mind ``ulimit -n`` (see docs/operations.md).
+DEFAULT_MAX_CONNECTIONS: Final = 10_000
 
 #: Seconds SIGTERM waits for running jobs before closing every connection anyway.
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
@@ -46,12 +52,16 @@ class ServerConfig:
 
     Attributes:
         listen: addresses to bind; empty = every IPv4 and IPv6 address.
+        daemon / user / syslog / file_descriptors / coredump: gearmand's process options
+            (``-d``, ``-u``, ``--syslog``, ``-f``, ``--coredump``; see server/_daemon.py).
         store: "memory" or a store URL (``sqlite``, ``sqlite:///path``, ``postgresql://``...).
         max_packet_size: largest packet body accepted before the peer is disconnected.
         shutdown_timeout: on SIGTERM/SIGINT, how long running jobs get to finish.
         keep_results: seconds a background job's outcome is kept (0 = none).
         results_max_bytes / dead_max_bytes: budgets of kept outcomes and dead letters.
         retry: ``--retry`` policies, in the order given.
+        max_queue: ``--max-queue`` caps, in the order given.
+        max_connections: open connections beyond which new ones are closed (0 = no limit).
     """
 
     listen: tuple[str, ...] = ()
@@ -68,6 +78,11 @@ class ServerConfig:
     log_file: str = "stderr"
     verbose: str = "ERROR"
     pid_file: str | None = None
+    daemon: bool = False
+    user: str | None = None
+    syslog: bool = False
+    file_descriptors: int | None = None
+    coredump: bool = False
     threads: int = 0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     store: str = "sqlite"
@@ -79,3 +94,5 @@ class ServerConfig:
     results_max_bytes: int = 64 << 20
     dead_max_bytes: int = 64 << 20
     retry: tuple[RetryPolicy, ...] = ()
+    max_queue: tuple[QueueLimit, ...] = ()
+    max_connections: int = DEFAULT_MAX_CONNECTIONS

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
+import logging.handlers
+import os
 import signal
 import sys
 
 from gearshift._build import build_name
 from gearshift._version import __version__
 from gearshift.server._config import ServerConfig, StartupError
+from gearshift.server._daemon import (
+    Readiness,
+    User,
+    daemonize,
+    drop_privileges,
+    lookup_user,
+    set_limits,
+)
 from gearshift.server._server import (
     Server,
     loop_factory,
@@ -33,16 +44,36 @@ VERBOSE_LEVELS = {
 }
 
 
-class ReopenableLog:
-    """A log destination that SIGHUP can reopen (for logrotate), as gearmand's does."""
+#: Where syslog listens on Linux (and the BSDs); without it, UDP to localhost:514.
+SYSLOG_SOCKET = "/dev/log"
 
-    def __init__(self, target: str, level: int) -> None:
+
+class ReopenableLog:
+    """A log destination that SIGHUP can reopen (for logrotate), as gearmand's does.
+
+    With ``syslog`` the records also go to the system logger, like gearmand --syslog
+    (which writes both); that handler is opened once, since syslog needs no rotation.
+    Raises StartupError when the log file cannot be opened.
+    """
+
+    def __init__(self, target: str, level: int, syslog: bool = False) -> None:
         self.target = target
         self.handler: logging.Handler | None = None
         self.root = logging.getLogger("gearshift")
         self.root.setLevel(level)
         self.root.propagate = False
-        self.open()
+        try:
+            self.open()
+        except OSError as exc:
+            raise StartupError(f"cannot open the log file {target}: {exc}") from None
+        if syslog:
+            address: str | tuple[str, int] = (
+                SYSLOG_SOCKET if os.path.exists(SYSLOG_SOCKET) else ("localhost", 514))
+            handler = logging.handlers.SysLogHandler(
+                address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            handler.setFormatter(logging.Formatter("gearshift[%(process)d]: %(levelname)s "
+                                                   "%(name)s: %(message)s"))
+            self.root.addHandler(handler)
 
     def open(self) -> None:
         if self.handler is not None:
@@ -59,14 +90,16 @@ class ReopenableLog:
         self.handler = handler
 
 
-async def _serve(config: ServerConfig, logs: ReopenableLog) -> int:
+async def _serve(config: ServerConfig, logs: ReopenableLog, user: User | None = None,
+                 readiness: Readiness | None = None) -> int:
+    readiness = readiness or Readiness()
     server = Server(config)
     log.info("gearshift %s, %s dispatch", __version__, build_name())
     try:
         await server.start()
     except StartupError as exc:
         log.critical("%s", exc)
-        print(f"gearshift: {exc}", file=sys.stderr)
+        readiness.failed(str(exc))
         return 1
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
@@ -81,8 +114,23 @@ async def _serve(config: ServerConfig, logs: ReopenableLog) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop, sig.name)
     loop.add_signal_handler(signal.SIGHUP, logs.open)
-    if config.pid_file:
-        write_pid_file(config.pid_file)
+    try:
+        if config.pid_file:
+            try:
+                write_pid_file(config.pid_file)
+            except OSError as exc:
+                raise StartupError(f"cannot write the pid file: {exc}") from None
+        if user is not None:
+            # Ports bound, store, log and pid file open: root is no longer needed.
+            drop_privileges(user)
+    except StartupError as exc:
+        log.critical("%s", exc)
+        readiness.failed(str(exc))
+        await server.close(graceful=False)
+        if config.pid_file:
+            remove_pid_file(config.pid_file)
+        return 1
+    readiness.ready()
     try:
         await server.wait_closed()
     finally:
@@ -98,15 +146,39 @@ GC_GEN0_THRESHOLD = 50_000
 
 
 def run(config: ServerConfig) -> int:
-    """Run a server until SIGTERM/SIGINT or an admin shutdown; returns the exit status."""
+    """Run a server until SIGTERM/SIGINT or an admin shutdown; returns the exit status.
+
+    Everything that can be checked before binding is (event loop, ``--user``, limits,
+    log file), in the foreground, so its error reaches the terminal even with ``-d``.
+    """
     gc.freeze()  # startup objects (modules, config) never need scanning again
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
     level = VERBOSE_LEVELS.get(config.verbose.upper(), logging.ERROR)
-    logs = ReopenableLog(config.log_file, level)
+    if config.daemon:
+        config = _absolute_paths(config)  # the daemon works from /
     try:
         factory = loop_factory(config.loop)
+        user = lookup_user(config.user) if config.user else None
+        set_limits(config.file_descriptors, config.coredump)
+        logs = ReopenableLog(config.log_file, level, syslog=config.syslog)
     except StartupError as exc:
         print(f"gearshift: {exc}", file=sys.stderr)
         return 1
+    readiness = Readiness()
+    if config.daemon:
+        detached = daemonize(log_to_stderr=config.log_file == "stderr")
+        if isinstance(detached, int):
+            return detached  # the original process: the daemon's report decided it
+        readiness = detached
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_serve(config, logs))
+        return runner.run(_serve(config, logs, user, readiness))
+
+
+def _absolute_paths(config: ServerConfig) -> ServerConfig:
+    """``config`` with its relative file paths resolved against the current directory."""
+    log_file = config.log_file
+    if log_file not in ("stderr", "none"):
+        log_file = os.path.abspath(log_file)
+    pid_file = os.path.abspath(config.pid_file) if config.pid_file else None
+    return dataclasses.replace(config, log_file=log_file, pid_file=pid_file,
+                               data_dir=os.path.abspath(config.data_dir))

@@ -14,10 +14,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from gearshift.broker import Broker, BrokerConfig, RetryPolicies
+from gearshift.broker import Broker, BrokerConfig, QueueLimits, RetryPolicies
 from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._durable import DurableStore, open_durable
 from gearshift.server._wire import Pump
@@ -48,25 +49,29 @@ class Server:
             results_max_bytes=config.results_max_bytes,
             dead_max_bytes=config.dead_max_bytes,
             retry=RetryPolicies(list(config.retry)),
+            max_queue=QueueLimits(list(config.max_queue)),
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)
         self.broker.trace = log.isEnabledFor(logging.DEBUG)
         #: the per-read and per-iteration work (compiled): connections, flushing, timers
         self.pump = Pump(self.broker, config.max_packet_size, self.tune_socket,
-                         self._shutdown_requested)
+                         self._shutdown_requested, config.max_connections)
         self.durable: DurableStore | None = None
         self._servers: list[asyncio.Server] = []
         self._closed = asyncio.Event()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._accept_errors: AcceptErrorLog | None = None
 
     # -------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Open the store, replay it, then listen. Raises StartupError with a reason."""
         self._loop = self.pump.loop = asyncio.get_running_loop()
+        self._accept_errors = AcceptErrorLog(self._loop.get_exception_handler())
+        self._loop.set_exception_handler(self._accept_errors)
         if self.config.store != "memory":
             self.durable = await open_durable(self.config, self.broker, self.pump.after_batch)
         hosts: list[str] | None = list(self.config.listen) or None
@@ -124,6 +129,8 @@ class Server:
             link.transport.close()
         await asyncio.sleep(0)  # let connection_lost callbacks run
         self.pump.cancel_timer()
+        if self._loop is not None and self._accept_errors is not None:
+            self._loop.set_exception_handler(self._accept_errors.previous)
         if self.durable is not None:
             await self.durable.close()
         self._closed.set()
@@ -152,6 +159,43 @@ class Server:
         task = loop.create_task(self.close(graceful=how == "graceful"))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+class AcceptErrorLog:
+    """A loop exception handler that logs accept() running out of descriptors once a
+    second instead of once per attempt.
+
+    asyncio reports every failed ``accept()`` (EMFILE, ENFILE, ENOBUFS, ENOMEM) through
+    the loop's exception handler with a traceback; out of descriptors under a connection
+    storm, ``--loop asyncio`` wrote ~56,000 of them in 8 s, filling the disk the log is
+    on while serving nobody better. Everything else goes to the handler that was
+    installed before (or the loop's default).
+    """
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
+                 | None) -> None:
+        self.previous = previous
+        self.suppressed = 0  # accept errors not logged since the last warning
+        self.logged_at = -1e9  # monotonic time of that warning
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != self.MESSAGE:
+            if self.previous is not None:
+                self.previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - self.logged_at < 1.0:
+            self.suppressed += 1
+            return
+        log.warning("cannot accept connections: %s (%d more such errors in the last "
+                    "second); raise 'ulimit -n' or lower --max-connections",
+                    context.get("exception"), self.suppressed)
+        self.suppressed = 0
+        self.logged_at = now
 
 
 def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:

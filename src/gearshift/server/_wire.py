@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -43,12 +44,17 @@ class Pump:
         tune_socket: called with each accepted socket (TCP_NODELAY, keepalive).
         on_shutdown: called with ``"graceful"`` or ``"immediate"`` when an admin
             ``shutdown`` was accepted by the broker.
+        max_connections: open connections beyond which a new one is closed at once
+            (0 = no limit); see :meth:`refuse`.
     """
 
     def __init__(self, broker: Broker, max_packet_size: int,
                  tune_socket: Callable[[Any], None],
-                 on_shutdown: Callable[[str], None]) -> None:
+                 on_shutdown: Callable[[str], None], max_connections: int = 0) -> None:
         self.broker = broker
+        self.max_connections = max_connections
+        self.refused = 0  # connections refused since the last warning
+        self._refusal_logged = -1e9  # monotonic time of that warning
         self.max_packet_size = max_packet_size
         self.tune_socket = tune_socket
         self.on_shutdown = on_shutdown
@@ -65,6 +71,23 @@ class Pump:
     def connection(self) -> GearmanConnection:
         """Protocol factory for ``loop.create_server``."""
         return GearmanConnection(self)
+
+    def refuse(self, transport: Any) -> None:
+        """Close a connection accepted past ``max_connections``.
+
+        Accepting and closing (rather than leaving it in the listen backlog) tells the
+        peer at once and keeps the backlog free for the moment a slot opens; the
+        connection never reaches the broker, so it costs nothing once closed. Logged
+        at most once a second with the count, so a connection storm cannot flood the log.
+        """
+        transport.close()
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= 1.0:
+            log.warning("%d connections open (--max-connections): closed %d new "
+                        "connection(s)", len(self.links), self.refused)
+            self.refused = 0
+            self._refusal_logged = now
 
     def flush(self) -> None:
         """Write every peer's pending output: one write per peer, urgent ones first.
@@ -177,6 +200,10 @@ class GearmanConnection:
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        pump = self.pump
+        if pump.max_connections and len(pump.links) >= pump.max_connections:
+            pump.refuse(transport)  # self.peer stays None: every callback ignores it
+            return
         sock = transport.get_extra_info("socket")
         peername = transport.get_extra_info("peername") or ("", 0)
         fd = -1

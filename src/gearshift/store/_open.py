@@ -48,8 +48,11 @@ def open_store(url: str, *, data_dir: str) -> Store:
         known = ", ".join(sorted(BACKENDS))
         raise ValueError(f"unknown store {redact(url)!r}: scheme must be one of {known}")
     module_name, class_name = BACKENDS[scheme]
-    if scheme == "sqlite" and url.lower() in ("sqlite", "sqlite:", "sqlite://"):
+    bare, sep, query = url.partition("?")
+    if scheme == "sqlite" and bare.lower() in ("sqlite", "sqlite:", "sqlite://"):
+        # The default file, keeping options: 'sqlite?table=jobs' (gearmand --libsqlite3-table).
         url = "sqlite://" + os.path.join(os.path.abspath(data_dir), DEFAULT_SQLITE_FILE)
+        url += sep + query
     module = importlib.import_module(f"gearshift.store.{module_name}")
     store: Store = getattr(module, class_name)(url)
     return store

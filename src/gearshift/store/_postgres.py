@@ -29,7 +29,7 @@ from gearshift.store._base import (
     StoredSchedule,
     StoreError,
 )
-from gearshift.store._open import redact, table_name
+from gearshift.store._open import query_option, redact, table_name
 from gearshift.store._record import pack_reasons, unpack_reasons
 
 T = TypeVar("T")
@@ -39,19 +39,37 @@ CONNECT_TIMEOUT_S = 5.0
 #: Any single statement taking longer than this counts as a failed write.
 COMMAND_TIMEOUT_S = 30.0
 
-_OUR_OPTIONS = ("table",)
+#: Query options read here rather than by asyncpg: ours, and libpq's connect_timeout
+#: (from gearmand's --libpq-conninfo), which asyncpg would send to the server as a setting.
+_OUR_OPTIONS = ("table", "connect_timeout")
 
 
 class PostgresStore(Store):
-    """``postgresql://user[:password]@host:port/database[?table=NAME]``."""
+    """``postgresql://user[:password]@host:port/database[?table=NAME]``.
+
+    asyncpg reads libpq's query options itself (``sslmode``, ``sslrootcert``...,
+    ``host=/socket/dir``), so a URL made from gearmand's --libpq-conninfo keeps them;
+    ``connect_timeout`` (seconds) replaces the default of 5.
+    """
 
     def __init__(self, url: str) -> None:
         self.table = table_name(url, "gearshift_jobs")
         parts = urlsplit(url)
         query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OUR_OPTIONS]
         self.dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
-        host = parts.hostname or "localhost"
-        self.description = f"PostgreSQL at {host}:{parts.port or 5432}{parts.path}"
+        if "//" not in self.dsn:  # urlunsplit drops an empty authority: postgresql:///db
+            self.dsn = self.dsn.replace("postgresql:", "postgresql://", 1)
+        timeout = query_option(url, "connect_timeout", "")
+        try:
+            self.connect_timeout = float(timeout) if timeout else CONNECT_TIMEOUT_S
+        except ValueError:
+            raise ValueError(f"connect_timeout {timeout!r} is not a number of seconds"
+                             ) from None
+        if self.connect_timeout <= 0:  # libpq: 0 = wait forever; startup must not hang
+            self.connect_timeout = CONNECT_TIMEOUT_S
+        host = parts.hostname or query_option(url, "host", "") or "localhost"
+        where = host if host.startswith("/") else f"{host}:{parts.port or 5432}"
+        self.description = f"PostgreSQL at {where}{parts.path}"
         self.url = redact(url)
         self._conn: Any = None
         self._lock = asyncio.Lock()
@@ -78,7 +96,7 @@ class PostgresStore(Store):
         import asyncpg
 
         try:
-            conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_S,
+            conn = await asyncpg.connect(self.dsn, timeout=self.connect_timeout,
                                          command_timeout=COMMAND_TIMEOUT_S)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"{self.description} unreachable: {exc or type(exc).__name__}"
