@@ -40,6 +40,7 @@ from gearshift.client import (
     UniqueStatus,
     UnknownJob,
     Worker,
+    WorkerProcesses,
 )
 
 __all__ = [
@@ -71,5 +72,6 @@ __all__ = [
     "UniqueStatus",
     "UnknownJob",
     "Worker",
+    "WorkerProcesses",
     "__version__",
 ]

@@ -193,6 +193,10 @@ def test_admin_tables_json_and_errors(server: ServerProcess) -> None:
     assert err.returncode == 1
     assert err.stderr.startswith(b"Error: UNKNOWN_JOB")
     assert gearshift(["admin", *hp(server)]).returncode == 1  # no command given
+    # gearmand's free-text ERR lines (no code) read whole, not split at the first word.
+    missing = gearshift(["admin", *hp(server), "--drop-function", "cli_never_created"])
+    assert missing.returncode == 1
+    assert missing.stderr == b"Error: function not found\n"
     with AdminClient(server.address) as admin:
         for job in admin.show_jobs():
             admin.cancel_job(job.handle)

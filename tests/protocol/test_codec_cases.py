@@ -22,6 +22,7 @@ from gearshift.protocol import (
     encode_request,
     header,
 )
+from gearshift.protocol._admin import ErrReply, parse_err
 from gearshift.protocol._codec import WRONG_MAGIC
 from gearshift.protocol._spec import MAX_TEXT_LINE
 
@@ -210,3 +211,14 @@ def test_error_carries_the_packets_before_the_fault() -> None:
     with pytest.raises(ProtocolError) as info:
         PacketReader().feed(good + b"\0BAD" + b"\0" * 8)
     assert info.value.packets == [(P.ECHO_REQ, [b"1"]), (P.TEXT, [b"version"])]
+
+
+@pytest.mark.parametrize(("line", "code", "text"), [
+    (b"ERR UNKNOWN_JOB", "UNKNOWN_JOB", ""),
+    (b"ERR INVALID_ARGUMENTS An+incomplete+set", "INVALID_ARGUMENTS", "An incomplete set"),
+    (b"ERR there are still connected workers or executing clients", "",
+     "there are still connected workers or executing clients"),
+    (b"ERR function not found", "", "function not found"),
+])
+def test_admin_err_lines_with_and_without_a_code(line: bytes, code: str, text: str) -> None:
+    assert parse_err(line) == ErrReply(code, text)

@@ -38,7 +38,7 @@ class AdminError(GearmanError):
     """An admin text command was answered with an ``ERR`` line."""
 
     def __init__(self, code: str, text: str) -> None:
-        super().__init__(f"{code}: {text}" if text else code)
+        super().__init__(f"{code}: {text}" if code and text else code or text)
         self.code = code
         self.text = text
 

@@ -72,12 +72,22 @@ def _text(line: bytes) -> str:
 
 
 def parse_err(line: bytes) -> ErrReply | None:
-    """The ErrReply of an ``ERR`` line, or None for any other line."""
+    """The ErrReply of an ``ERR`` line, or None for any other line.
+
+    Most ERR lines are ``ERR CODE text+with+pluses``; gearmand's ``drop function`` ones
+    are free text (``ERR there are still connected workers or executing clients``), so a
+    first word that is not an upper-case code is text, and the code is empty."""
     if line != b"ERR" and not line.startswith(b"ERR "):
         return None
     _, _, rest = _text(line).partition(" ")
     code, _, text = rest.partition(" ")
+    if code and not _is_code(code):
+        return ErrReply("", rest.replace("+", " "))
     return ErrReply(code, text.replace("+", " "))
+
+
+def _is_code(word: str) -> bool:
+    return word.replace("_", "").isalnum() and word.upper() == word
 
 
 def parse_ok(line: bytes) -> str:
