@@ -169,6 +169,12 @@ def test_probe_is_repeated_after_reconnect(own_gearshift: ServerProcess) -> None
     worker = Worker([own_gearshift.address])
     worker.register("reconnect_boom", boom)
     with running(worker):
+        # Registered once before the kill (else the first registration could be the one
+        # made after the restart, and the count below would never reach 2).
+        deadline = time.monotonic() + 15
+        while worker.registrations(own_gearshift.address) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert worker.registrations(own_gearshift.address) == 1
         own_gearshift.kill()
         time.sleep(0.3)
         own_gearshift.start()
