@@ -55,7 +55,7 @@ def next_slot(cron: str, after: float) -> float:
         slot = next(CronSim(cron, start))
     except (CronSimError, StopIteration, ValueError) as exc:
         raise ValueError(f"cron expression {cron!r}: {exc or 'never fires'}") from None
-    return slot.timestamp()
+    return float(slot.timestamp())  # float(): cronsim is untyped where mypyc builds
 
 
 def validate_cron(cron: str, now: float) -> str:
