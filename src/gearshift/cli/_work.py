@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import IO
 
+from gearshift._units import parse_size
 from gearshift.cli._submit import add_server_options, servers_from_args
 from gearshift.client import Job, Worker, WorkerProcesses
 
@@ -106,9 +107,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="exit after N jobs")
     p.add_argument("-j", "--concurrency", type=int, default=1, metavar="N",
                    help="jobs run at once per server (one connection each)")
-    p.add_argument("--processes", type=int, default=1, metavar="N",
-                   help="fork N worker processes (CPU-bound commands; -c then counts per "
-                        "process)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="run N supervised worker processes: a crashed one is replaced, "
+                        "SIGHUP replaces each after its running job, SIGTERM drains "
+                        "(twice: stop now); -c then counts per process")
+    p.add_argument("--max-jobs-per-child", type=int, default=None, metavar="N",
+                   help="with --processes: replace a process after N jobs")
+    p.add_argument("--max-memory-per-child", type=parse_size, default=None, metavar="SIZE",
+                   help="with --processes: replace a process whose memory is above SIZE "
+                        "(e.g. 512MiB) after a job")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="register with CAN_DO_TIMEOUT (the server requeues slower jobs) "
                         "and kill a command still running after SECONDS")
@@ -159,10 +166,26 @@ def command_handler(command: Sequence[str],
     return execute
 
 
+def supervision_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the supervision flags, if anything."""
+    if args.processes is not None and args.processes < 1:
+        return "--processes needs at least 1"
+    per_child = args.max_jobs_per_child is not None or args.max_memory_per_child is not None
+    if per_child and args.processes is None:
+        return "--max-jobs-per-child and --max-memory-per-child need --processes"
+    if args.max_jobs_per_child is not None and args.max_jobs_per_child < 1:
+        return "--max-jobs-per-child needs a positive count"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if args.count is not None and args.count < 1:
         sys.stderr.write("gearshift work: -c needs a positive count\n")
+        return 2
+    problem = supervision_problem(args)
+    if problem:
+        sys.stderr.write(f"gearshift work: {problem}\n")
         return 2
     try:
         worker = Worker(servers_from_args(args), client_id=args.client_id,
@@ -177,7 +200,11 @@ def run(args: argparse.Namespace) -> int:
     if args.pid_file:
         with open(args.pid_file, "w") as fh:
             fh.write(f"{os.getpid()}\n")
-    if args.processes > 1:
-        return WorkerProcesses(worker, args.processes).run(max_jobs=args.count)
+    if args.processes is not None:
+        logging.getLogger("gearshift.client.supervisor").setLevel(logging.INFO)
+        return WorkerProcesses(worker, args.processes,
+                               max_jobs_per_child=args.max_jobs_per_child,
+                               max_memory_per_child=args.max_memory_per_child,
+                               ).run(max_jobs=args.count)
     worker.run(max_jobs=args.count, handle_signals=True)
     return 0

@@ -21,6 +21,7 @@ from gearshift.testing._servers import (
     free_port,
     gearmand_path,
 )
+from gearshift.testing._waiting import wait_until
 
 __all__ = [
     "GearmandServer",
@@ -28,4 +29,5 @@ __all__ = [
     "ServerProcess",
     "free_port",
     "gearmand_path",
+    "wait_until",
 ]

@@ -134,6 +134,8 @@ class Worker:
         self.exceptions = exceptions
         self.connect_timeout = connect_timeout
         self.jobs_done = 0
+        self.jobs_failed = 0
+        self._after_job: Callable[[Worker], object] | None = None
         self._functions: dict[bytes, _Registration] = {}
         self._stopping = Event()
         self._sleeping: set[Connection] = set()
@@ -188,14 +190,19 @@ class Worker:
     # ----------------------------------------------------------------- running
 
     def run(self, *, max_jobs: int | None = None, stop_when_idle: bool = False,
-                  handle_signals: bool = False) -> None:
+                  handle_signals: bool = False,
+                  after_job: Callable[[Worker], object] | None = None) -> None:
         """Work until :meth:`stop`, until ``max_jobs`` jobs ran, or -- with
-        ``stop_when_idle`` -- until every connection has been told NO_JOB."""
+        ``stop_when_idle`` -- until every connection has been told NO_JOB.
+
+        ``after_job(worker)`` is called after each job has been reported (a supervisor
+        counts jobs and recycles a process there); it may call :meth:`stop`."""
         if not self._functions:
             raise ValueError("register at least one function before running the worker")
         if self._finished:  # a new run after a completed one starts un-stopped
             self._stopping, self._finished, self._claimed = Event(), False, 0
         self._max_jobs = max_jobs
+        self._after_job = after_job
         restore = add_stop_signals(self.stop) if handle_signals else None
         try:
             run_all([functools.partial(self._serve, address, stop_when_idle)
@@ -320,10 +327,13 @@ class Worker:
                 raise LookupError(f"no handler for {job.function!r}")
             result = to_bytes(call_handler(registration.handler, job))
         except Exception as exc:  # a job's failure must never stop the worker
+            self.jobs_failed += 1
             self._report_failure(conn, job, exc)
         else:
             conn.send(encode_request(P.WORK_COMPLETE, job.handle, result))
         self.jobs_done += 1
+        if self._after_job is not None:
+            self._after_job(self)
 
     def _report_failure(self, conn: Connection, job: Job,
                               exc: Exception) -> None:
