@@ -93,7 +93,7 @@ def test_can_do_timeout_requeues_slow_attempt(server: ServerProcess, fname: Name
         return b"attempt %d" % len(attempts)
 
     worker = Worker([server.address], concurrency=2)
-    worker.register(fname(), slow_once, timeout=1.0)
+    worker.register(fname(), slow_once, can_do_timeout=1.0)
     with running(worker), Client([server.address], timeout=15) as client:
         assert client.submit(fname(), b"x") == b"attempt 2"
     assert len(attempts) == 2

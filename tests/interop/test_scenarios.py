@@ -241,7 +241,7 @@ def test_can_do_timeout_requeues(server: ServerProcess, func: str, lang: str,
         try:
             slow.wait_for_jobs(1)
             with worker(lang, server, func, "echo", tmp_path) as rescuer:
-                assert rescuer.wait_for_jobs(1, timeout=6) == [workload]
+                assert rescuer.wait_for_jobs(1, timeout=15) == [workload]
                 res = waiting.result()
         finally:
             waiting.close()

@@ -13,6 +13,7 @@ running job and exit 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -29,6 +30,8 @@ from gearshift.client import Job, Worker, WorkerProcesses
 #: Bytes of the command's stderr kept for the failure reason: the end of it is where
 #: the error usually is, and the reason must stay small (the library caps it at 4 KiB).
 STDERR_TAIL = 2048
+#: Seconds a stopped command (timeout, stop now) has between SIGTERM and SIGKILL.
+KILL_GRACE = 5.0
 
 
 class CommandFailed(Exception):
@@ -117,8 +120,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="with --processes: replace a process whose memory is above SIZE "
                         "(e.g. 512MiB) after a job")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="register with CAN_DO_TIMEOUT (the server requeues slower jobs) "
-                        "and kill a command still running after SECONDS")
+                   help="stop a job still running after SECONDS: its command's process "
+                        "group gets SIGTERM (SIGKILL 5 s later) and the job fails with "
+                        "'timeout after SECONDS s'")
+    p.add_argument("--kill-grace", type=float, default=KILL_GRACE, metavar="SECONDS",
+                   help="seconds a stopped command has between SIGTERM and SIGKILL "
+                        f"(default {KILL_GRACE:g})")
     p.add_argument("--client-id", default=None, help="SET_CLIENT_ID shown by admin workers")
     p.add_argument("-i", "--pid-file", default=None, help="write our pid here")
     p.add_argument("command", nargs=argparse.REMAINDER,
@@ -126,10 +133,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+def signal_group(pgid: int, signum: int) -> None:
+    """Signal a command's whole process group (it may be gone already)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
 def command_handler(command: Sequence[str],
-                    timeout: float | None = None) -> Callable[[Job], bytes]:
-    """The job function for ``command`` (or the echo-to-stdout function without one);
-    ``timeout`` kills a command still running after that many seconds."""
+                    grace: float = KILL_GRACE) -> Callable[[Job], bytes]:
+    """The job function for ``command`` (or the echo-to-stdout function without one).
+
+    Each command runs in a process group of its own, so stopping a job (its timeout,
+    the worker stopping now) reaches everything it started: SIGTERM to the group, SIGKILL
+    ``grace`` seconds later if it is still there.
+    """
     if not command:
         def echo(job: Job) -> bytes:
             sys.stdout.buffer.write(job.data)
@@ -139,29 +156,32 @@ def command_handler(command: Sequence[str],
 
     def execute(job: Job) -> bytes:
         proc = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, process_group=0)
         assert proc.stderr is not None
         # The tee owns stderr; communicate() then handles only stdin and stdout.
         tee = StderrTee(proc.stderr, getattr(sys.stderr, "buffer", None))
         proc.stderr = None
-        timed_out = False
+
+        def stop_command() -> None:
+            signal_group(proc.pid, signal.SIGTERM)
+            killer = threading.Timer(grace, signal_group, (proc.pid, signal.SIGKILL))
+            killer.daemon = True
+            killer.start()
+
+        job.on_cancel(stop_command)
         try:
-            stdout, _ = proc.communicate(job.data, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            stdout, _ = proc.communicate()
+            stdout, _ = proc.communicate(job.data)
         finally:
             if proc.poll() is None:  # interrupted: do not leave the command behind
-                proc.kill()
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
+            if job.cancelled is not None:  # stopped: nothing it started may outlive it
+                signal_group(proc.pid, signal.SIGKILL)
         stderr = tee.tail()
-        if proc.returncode == 0 and not timed_out:
+        if proc.returncode == 0 and job.cancelled is None:
             return stdout
         if stdout:
             job.send_data(stdout)
-        if timed_out:
-            raise CommandFailed(f"{command[0]}: timeout after {timeout:g} s")
         raise CommandFailed(failure(command[0], proc.returncode, stderr))
     return execute
 
@@ -194,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"gearshift work: {exc}\n")
         return 2
     log_to_stderr()
-    handler = command_handler(command, args.timeout)
+    handler = command_handler(command, args.kill_grace)
     for function in args.function:
         worker.register(function, handler, timeout=args.timeout)
     if args.pid_file:

@@ -346,7 +346,7 @@ def _child_main(source: WorkerSource, record: Any, parent: int, run_kwargs: dict
 
     def on_quit(signum: int, frame: FrameType | None) -> None:
         record[_REASON] = ExitReason.STOPPED
-        raise SystemExit(0)  # stop now: abandon the running job (the server requeues it)
+        worker.stop_now()  # running jobs are stopped, unreported: the server requeues them
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)

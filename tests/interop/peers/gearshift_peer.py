@@ -66,7 +66,9 @@ def run_worker(host: str, port: str, func: str, mode: str, logfile: str,
             raise RuntimeError("boom")
         raise SystemExit(f"unknown worker mode: {mode}")
 
-    worker.register(func, handler, timeout=float(timeout) if timeout else None)
+    # can_do_timeout: the scenarios test the protocol's CAN_DO_TIMEOUT (server requeues),
+    # not the library's own timeout (which stops the job and fails it)
+    worker.register(func, handler, can_do_timeout=float(timeout) if timeout else None)
     worker.run()
 
 

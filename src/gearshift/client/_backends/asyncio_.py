@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from gearshift.client._cancel import Cancellation, JobCancelled, timeout_reason
 from gearshift.client._errors import GearmanTimeout
 
 READ_SIZE = 256 * 1024
@@ -150,6 +151,32 @@ async def call_handler(handler: Callable[..., object], *args: object) -> object:
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+async def run_stoppable(control: Cancellation, time_limit: float | None,
+                        handler: Callable[..., object], *args: object) -> object:
+    """Call a job function that ``control`` can stop, and stop it after ``time_limit`` s.
+
+    The function runs in a task of its own, so that stopping it (cancelling that task)
+    never leaves a cancellation pending on the worker's connection task. A plain
+    (non-async) function blocks the loop and cannot be interrupted until it returns.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(call_handler(handler, *args))
+    control.set_interrupt(task.cancel)
+    timer = None
+    if time_limit is not None:
+        timer = loop.call_later(time_limit, control.cancel, timeout_reason(time_limit))
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if control.reason is None or not task.cancelled():
+            raise  # the worker itself is being cancelled
+        raise JobCancelled(control.reason) from None
+    finally:
+        control.finish()
+        if timer is not None:
+            timer.cancel()
 
 
 def add_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:

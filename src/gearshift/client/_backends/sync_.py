@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import inspect
 import select
 import selectors
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from gearshift.client._cancel import Cancellation, JobCancelled, timeout_reason
 from gearshift.client._errors import GearmanTimeout
 
 READ_SIZE = 256 * 1024
@@ -176,6 +178,41 @@ def call_handler(handler: Callable[..., object], *args: object) -> object:
             close()
         raise TypeError("coroutine functions need AsyncWorker; Worker runs plain functions")
     return result
+
+
+def run_stoppable(control: Cancellation, time_limit: float | None,
+                  handler: Callable[..., object], *args: object) -> object:
+    """Call a job function that ``control`` can stop, and stop it after ``time_limit`` s.
+
+    Without a callback of the job's own, stopping raises :class:`JobCancelled` in this
+    thread (``PyThreadState_SetAsyncExc``): it is raised at the next Python instruction
+    the function runs, so Python code is interrupted, while a blocking C call (a
+    ``time.sleep``, a socket read) finishes first. Job functions that wait on something
+    external should register ``job.on_cancel`` to end that wait.
+    """
+    thread = threading.get_ident()
+
+    def interrupt() -> None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
+                                                   ctypes.py_object(JobCancelled))
+
+    control.set_interrupt(interrupt)
+    timer = None
+    if time_limit is not None:
+        timer = threading.Timer(time_limit, control.cancel, (timeout_reason(time_limit),))
+        timer.daemon = True
+        timer.start()
+    try:
+        try:
+            return call_handler(handler, *args)
+        finally:
+            # An interrupt already sent is raised at the latest in this call, still
+            # inside the outer try; after it, none can be sent.
+            control.finish()
+            if timer is not None:
+                timer.cancel()
+    except JobCancelled:
+        raise JobCancelled(control.reason or "cancelled") from None
 
 
 def add_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:

@@ -29,7 +29,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gearshift.client._backends.sync_ import Event, add_stop_signals, call_handler, run_all
+from gearshift.client._backends.sync_ import (
+    Event,
+    add_stop_signals,
+    call_handler,
+    run_all,
+    run_stoppable,
+)
+from gearshift.client._cancel import Cancellation, JobCancelled
 from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._servers import Address, Backoff, parse_address, parse_servers
@@ -48,6 +55,10 @@ GEARSHIFT_OPTION = b"gearshift"
 #: Longest WORK_EXCEPTION reason sent, in bytes: enough for a message and some context,
 #: small enough that a huge exception text cannot bloat every waiting client's reply.
 MAX_REASON = 4096
+#: Seconds past a function's timeout at which the server takes the job back
+#: (CAN_DO_TIMEOUT) if the worker has not reported it: long enough for the worker to
+#: stop the job (SIGTERM, then SIGKILL after a grace period) and report its failure.
+TIMEOUT_BACKSTOP = 10.0
 
 
 def failure_reason(exc: BaseException, limit: int = MAX_REASON) -> bytes:
@@ -56,6 +67,8 @@ def failure_reason(exc: BaseException, limit: int = MAX_REASON) -> bytes:
         message = str(exc)
     except Exception:  # a broken __str__ must not stop the worker
         message = "<unprintable>"
+    if isinstance(exc, JobCancelled):  # the reason is the whole story
+        return exc.reason.encode()[:limit]
     name = type(exc).__name__
     text = (f"{name}: {message}" if message else name).encode(errors="replace")
     if len(text) <= limit:
@@ -75,9 +88,21 @@ class Job:
         self.unique = fields[2] if ptype != P.JOB_ASSIGN else b""
         self.reducer = fields[3] if ptype == P.JOB_ASSIGN_ALL else b""
         self.data = fields[-1]
+        self._control = Cancellation()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.function!r} {self.handle!r}>"
+
+    @property
+    def cancelled(self) -> str | None:
+        """Why this job is being stopped (``"timeout after 30 s"``), or None."""
+        return self._control.reason
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` (from another thread or a timer) to stop this job's work
+        when it times out or its worker stops now -- e.g. kill the process it started.
+        Without one, the worker interrupts the job function itself. Keep it quick."""
+        self._control.add(callback)
 
     def send_data(self, data: Any) -> None:
         """WORK_DATA: a chunk of partial result, streamed to waiting clients."""
@@ -93,15 +118,22 @@ class Job:
 
 
 class _Registration:
-    def __init__(self, name: bytes, handler: Handler, timeout: float | None) -> None:
+    def __init__(self, name: bytes, handler: Handler, timeout: float | None,
+                 can_do_timeout: float | None = None) -> None:
         self.name = name
         self.handler = handler
         self.timeout = timeout
+        self.can_do_timeout = can_do_timeout
 
     def packet(self) -> bytes:
+        if self.can_do_timeout:  # gearmand's own semantics: the server requeues the job
+            return encode_request(P.CAN_DO_TIMEOUT, self.name,
+                                  b"%d" % int(self.can_do_timeout * 1000))
         if self.timeout:
-            # CAN_DO_TIMEOUT is in milliseconds; gearmand raises anything below 1000 to 1000.
-            return encode_request(P.CAN_DO_TIMEOUT, self.name, b"%d" % int(self.timeout * 1000))
+            # The worker stops the job at ``timeout`` itself and reports why; the server's
+            # CAN_DO_TIMEOUT (milliseconds) is only a backstop for a worker that hangs.
+            backstop = self.timeout + TIMEOUT_BACKSTOP
+            return encode_request(P.CAN_DO_TIMEOUT, self.name, b"%d" % int(backstop * 1000))
         return encode_request(P.CAN_DO, self.name)
 
 
@@ -136,6 +168,8 @@ class Worker:
         self.jobs_done = 0
         self.jobs_failed = 0
         self._after_job: Callable[[Worker], object] | None = None
+        self._running: set[Job] = set()
+        self._abandoning = False
         self._functions: dict[bytes, _Registration] = {}
         self._stopping = Event()
         self._sleeping: set[Connection] = set()
@@ -154,16 +188,24 @@ class Worker:
     # ------------------------------------------------------------ registration
 
     def register(self, name: str | bytes, handler: Handler, *,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None,
+                 can_do_timeout: float | None = None) -> None:
         """Run ``handler(job)`` for jobs of ``name``; it returns bytes, str or None.
 
-        ``timeout`` (seconds) registers with CAN_DO_TIMEOUT: the server takes the job back
-        and requeues it if the handler runs longer.
+        ``timeout`` (seconds): a job still running then is stopped (``job.on_cancel``
+        callbacks, else the handler is interrupted -- see :class:`Job`) and fails
+        with the reason ``"timeout after S s"``. The server is also told (CAN_DO_TIMEOUT)
+        to take the job back ``TIMEOUT_BACKSTOP`` seconds later, should the worker hang.
+
+        ``can_do_timeout`` (seconds) asks for gearmand's behaviour instead: only
+        CAN_DO_TIMEOUT, the server silently requeues a job that runs longer, and the
+        handler is left running.
         """
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive")
+        for value in (timeout, can_do_timeout):
+            if value is not None and value <= 0:
+                raise ValueError("timeouts must be positive")
         key = to_bytes(name)
-        self._functions[key] = _Registration(key, handler, timeout)
+        self._functions[key] = _Registration(key, handler, timeout, can_do_timeout)
 
     def function(self, name: str | None = None, *,
                  timeout: float | None = None) -> Callable[[Handler], Handler]:
@@ -217,6 +259,15 @@ class Worker:
         self._stopping.set()
         for conn in list(self._sleeping):
             conn.abort()
+
+    def stop_now(self, reason: str = "worker stopped") -> None:
+        """Stop running jobs too, without reporting them: each job's work is stopped
+        (see :meth:`Job.on_cancel`) and its connection closed, so the server gives it
+        to another worker, as for any lost worker."""
+        self._abandoning = True
+        self.stop()
+        for job in list(self._running):
+            job._control.cancel(reason)
 
     def registrations(self, address: Address | str) -> int:
         """How many times this worker has registered with a server (reconnects count)."""
@@ -322,27 +373,39 @@ class Worker:
 
     def _execute(self, conn: Connection, job: Job) -> None:
         registration = self._functions.get(job.function)
+        self._running.add(job)
         try:
             if registration is None:
                 raise LookupError(f"no handler for {job.function!r}")
-            result = to_bytes(call_handler(registration.handler, job))
-        except Exception as exc:  # a job's failure must never stop the worker
+            result = to_bytes(run_stoppable(job._control, registration.timeout,
+                                                  registration.handler, job))
+            if job.cancelled is not None:  # it returned anyway: its result is too late
+                raise JobCancelled(job.cancelled)
+        except (Exception, JobCancelled) as exc:  # a job's failure must never stop the worker
+            if self._abandoning:  # stop now: leave the job to the server, unreported
+                raise ConnectionLost("stopping now") from None
+            # Whatever the stopped work raised (a killed command's exit), this is why.
+            why = exc if job.cancelled is None else JobCancelled(job.cancelled)
             self.jobs_failed += 1
-            self._report_failure(conn, job, exc)
+            self._report_failure(conn, job, why)
         else:
             conn.send(encode_request(P.WORK_COMPLETE, job.handle, result))
+        finally:
+            self._running.discard(job)
         self.jobs_done += 1
         if self._after_job is not None:
             self._after_job(self)
 
     def _report_failure(self, conn: Connection, job: Job,
-                              exc: Exception) -> None:
+                              exc: BaseException) -> None:
         """Log the failure where operators look (WARNING, traceback) and tell the server:
         WORK_EXCEPTION with the reason when this connection may, else bare WORK_FAIL."""
         reason = failure_reason(exc)
-        log.warning("job %s (%s) raised %s", job.handle.decode(errors="replace"),
-                    job.function.decode(errors="replace"), reason.decode(errors="replace"),
-                    exc_info=exc)
+        stopped = isinstance(exc, JobCancelled)  # a timeout: no traceback to show
+        log.warning("job %s (%s) %s %s", job.handle.decode(errors="replace"),
+                    job.function.decode(errors="replace"),
+                    "stopped:" if stopped else "raised", reason.decode(errors="replace"),
+                    exc_info=None if stopped else exc)
         send_reason = self.exceptions
         if send_reason is None:
             send_reason = self._gearshift.get(conn) is True
