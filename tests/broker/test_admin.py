@@ -97,14 +97,47 @@ def test_cancel_job_fails_a_queued_job(broker: Broker, console: Peer) -> None:
     assert admin(broker, console, b"status") == b"f\t0\t0\t0\n.\n"
 
 
-def test_cancel_job_refuses_running_and_unknown_jobs(broker: Broker, console: Peer) -> None:
-    c = broker.connect()
-    h = submit(broker, c, b"f")
-    grab_handle(broker, worker(broker, b"f"))
-    assert admin(broker, console, b"cancel job " + h) == b"ERR UNKNOWN_JOB\r\n"
+def test_cancel_job_refuses_unknown_jobs(broker: Broker, console: Peer) -> None:
     assert admin(broker, console, b"cancel job H:t:404") == b"ERR UNKNOWN_JOB\r\n"
     assert admin(broker, console, b"cancel job a b") == b"ERR UNKNOWN_ERROR\r\n"
-    assert h in broker.jobs
+
+
+def test_cancel_running_job_fails_clients_and_tells_a_gearshift_worker(
+        broker: Broker, console: Peer) -> None:
+    plain, aware = broker.connect(), broker.connect()
+    broker.handle(aware, P.OPTION_REQ, b"exceptions")
+    take(aware)
+    h = submit(broker, plain, b"f", unique=b"u")
+    assert submit(broker, aware, b"f", unique=b"u") == h  # coalesced: both wait on it
+    w = worker(broker, b"f")
+    broker.handle(w, P.OPTION_REQ, b"gearshift")
+    take(w)
+    assert grab_handle(broker, w) == h
+    assert admin(broker, console, b"cancel job " + h) == b"OK\r\n"
+    assert take(plain) == [(P.WORK_FAIL, [h])]
+    assert take(aware) == [(P.WORK_EXCEPTION, [h, b"cancelled"])]
+    assert take(w) == [(P.WORK_FAIL, [h])]  # a gearshift worker: "stop this job"
+    assert h not in broker.jobs
+    assert admin(broker, console, b"status") == b"f\t0\t0\t1\n.\n"
+    # its late result is dropped without an ERROR; then it is an ordinary worker again
+    broker.handle(w, P.WORK_COMPLETE, h, b"too late")
+    assert take(w) == []
+    broker.handle(w, P.WORK_COMPLETE, h, b"again")
+    assert take(w)[0][0] == P.ERROR  # once the job ended, the handle is unknown again
+
+
+def test_cancel_running_job_sends_a_third_party_worker_nothing(
+        broker: Broker, console: Peer) -> None:
+    c = broker.connect()
+    h = submit(broker, c, b"f")
+    w = worker(broker, b"f")
+    grab_handle(broker, w)
+    assert admin(broker, console, b"cancel job " + h) == b"OK\r\n"
+    assert take(w) == []  # it never asked for extensions: no packet it does not know
+    broker.handle(w, P.WORK_DATA, h, b"partial")
+    broker.handle(w, P.WORK_FAIL, h)
+    assert take(w) == []
+    assert take(c) == [(P.WORK_FAIL, [h])]  # the client heard once, from the cancel
 
 
 def test_create_and_drop_function(broker: Broker, console: Peer) -> None:

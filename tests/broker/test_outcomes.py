@@ -242,6 +242,21 @@ def test_cancelled_background_job_outcome() -> None:
     assert result(broker, c, handle)["state"] == "cancelled"
 
 
+def test_cancelled_running_background_job_outcome() -> None:
+    clock = Clock()
+    broker = make_broker(clock)
+    c = broker.connect()
+    handle = submit(broker, c, b"f", ptype=P.SUBMIT_JOB_BG)
+    w = worker(broker, b"f")
+    grab_handle(broker, w)
+    clock.advance(2.0)
+    assert admin(broker, c, b"cancel job " + handle) == b"OK\r\n"
+    outcome = result(broker, c, handle)
+    assert outcome["state"] == "cancelled"
+    assert outcome["reason"] == "cancelled"
+    assert outcome["ended"] - outcome["started"] == pytest.approx(2.0)
+
+
 @pytest.mark.parametrize("spec", ["f", "f=", "f=0", "f=x", "f=3:soon", "f=3:10s:1s",
                                   "=3", "f=1:2:3:4"])
 def test_bad_retry_specs_name_the_text(spec: str) -> None:

@@ -361,9 +361,13 @@ class BrokerMachine(RuleBasedStateMachine):
         handle = sorted(self.seen)[which % len(self.seen)]
         reply = admin(self.broker, self.console, b"cancel job " + handle)
         job = self.jobs.get(handle)
-        if job is not None and job.queued:
+        if job is not None and not job.pending:
+            # queued or running: its clients are failed; a (third-party) worker running
+            # it is told nothing, and will not report it (what it would say is dropped)
             assert reply == b"OK\r\n"
             self._tell(job, (P.WORK_FAIL, [handle]))
+            if job.worker is not None:
+                self.workers[job.worker].held.discard(handle)
             self._drop(job)
         else:
             assert reply == b"ERR UNKNOWN_JOB\r\n"

@@ -319,10 +319,13 @@ class Broker(WorkerDispatch):
     # ------------------------------------------------------------------ work results
 
     def _held_job(self, peer: Peer, handle: bytes,
-                  missing: str = "Job given in work result not found") -> Job | None:
-        """The job ``peer`` is running under ``handle``, or None after an ERROR reply.
+                  missing: str = "Job given in work result not found",
+                  final: bool = False) -> Job | None:
+        """The job ``peer`` is running under ``handle``, or None after an ERROR reply
+        (or, for a job cancelled while it ran, after nothing).
 
-        ``missing`` is gearmand's text for the packet at hand (it has three).
+        ``missing`` is gearmand's text for the packet at hand (it has three); ``final``
+        says the packet ends the job (WORK_COMPLETE, WORK_FAIL, WORK_EXCEPTION).
         """
         job = peer.assigned
         if job is not None and job.worker is peer and job.handle == handle:
@@ -331,12 +334,19 @@ class Broker(WorkerDispatch):
             return job
         found = self.jobs.get(handle)
         if found is None or found.worker is not peer:
+            late = peer.cancelled
+            if late is not None and handle in late:
+                # Cancelled while this worker ran it: what it still says is dropped
+                # without an ERROR (a third-party worker never learnt of the cancel).
+                if final:
+                    late.discard(handle)
+                return None
             self._send(peer, error_packet(ErrorCode.JOB_NOT_FOUND, missing))
             return None
         return found
 
     def _work_complete(self, peer: Peer, fields: list[bytes]) -> None:
-        job = self._held_job(peer, fields[0])
+        job = self._held_job(peer, fields[0], final=True)
         if job is None:
             return
         more = job.more
@@ -378,14 +388,15 @@ class Broker(WorkerDispatch):
             self._completed(job, fields[0], fields[1])
 
     def _work_fail(self, peer: Peer, fields: list[bytes]) -> None:
-        job = self._held_job(peer, fields[0])
+        job = self._held_job(peer, fields[0], final=True)
         if job is None:
             return
         self._work_failed(job, FAILED, WORK_FAIL_REASON, packet(P.WORK_FAIL, fields[0]), b"")
 
     def _work_exception(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._held_job(peer, fields[0],
-                             "An exception was received for a job that does not exist")
+                             "An exception was received for a job that does not exist",
+                             final=True)
         if job is None:
             return
         # Clients that did not ask for exceptions get a plain WORK_FAIL. gearmand sends

@@ -55,6 +55,8 @@ MAX_REASONS: Final = 20
 MAX_REASON_BYTES: Final = 4096
 
 WORKER_LOST: Final = b"worker disconnected while running the job"
+#: The reason a cancelled job's outcome and exception-aware clients are given.
+CANCELLED_REASON: Final = b"cancelled"
 
 __all__ = ["CANCELLED", "COMPLETE", "DEAD", "EXCEPTION", "FAILED", "JobLifecycle"]
 
@@ -278,21 +280,49 @@ class JobLifecycle(BrokerState):
         self._enqueue(job)
 
     def cancel(self, handle: bytes) -> bool:
-        """Admin ``cancel job``: fail a job that has not started yet. True if cancelled."""
+        """Admin ``cancel job``: end a queued, scheduled or running job; its clients get
+        WORK_FAIL (WORK_EXCEPTION "cancelled" if they asked for exceptions). A running
+        job's worker is told only if it is a gearshift worker (``OPTION_REQ gearshift``):
+        WORK_FAIL HANDLE, which it reads as "stop this job"; whatever any worker reports
+        for it afterwards is dropped. True if cancelled."""
         job = self.jobs.get(handle)
-        if job is None or job.state not in (QUEUED, SCHEDULED):
+        if job is None:
             return False
-        self._unqueue(job)
-        self._fail_clients(job)
+        running = job.state == RUNNING
+        if running:
+            self._stop_worker(job)
+        elif job.state in (QUEUED, SCHEDULED):
+            self._unqueue(job)
+        else:
+            return False
+        failed = packet(P.WORK_FAIL, handle)
+        cancelled = packet(P.WORK_EXCEPTION, handle, CANCELLED_REASON)
+        for client in job.clients or ():
+            self._send(client, cancelled if client.exceptions and running else failed)
         self._drop_stored(job)
         self._forget(job)
-        if job.background:
-            self._note(logging.INFO, f"job {self._name(job)} cancelled")
-            if self.outcomes.keep > 0:
-                self._keep(Outcome(handle, job.function.name, job.unique, CANCELLED,
-                                   b"cancelled", job.retries, job.submitted, 0.0,
-                                   self.clock()))
+        if job.background or running:
+            self._note(logging.INFO, f"job {self._name(job)} cancelled"
+                       f"{' while running' if running else ''}")
+        if job.background and self.outcomes.keep > 0:
+            self._keep(Outcome(handle, job.function.name, job.unique, CANCELLED,
+                               CANCELLED_REASON, job.retries, job.submitted,
+                               job.started if running else 0.0, self.clock()))
         return True
+
+    def _stop_worker(self, job: Job) -> None:
+        """Take a running job from its worker for good: a gearshift worker is told to
+        stop it; any worker's late reports for it will be dropped."""
+        worker = job.worker
+        self._detach(job)
+        if worker is None or worker.closed:
+            return
+        late = worker.cancelled
+        if late is None:
+            late = worker.cancelled = set()
+        late.add(job.handle)
+        if worker.gearshift:
+            self._send(worker, packet(P.WORK_FAIL, job.handle))
 
     # ------------------------------------------------------------------ dead letters
 

@@ -83,6 +83,7 @@ class Peer:
     __slots__ = (
         "assigned",
         "attached",
+        "cancelled",
         "client_id",
         "closed",
         "exceptions",
@@ -125,6 +126,9 @@ class Peer:
         self.gate_mark = 0
         self.urgent = False
         self.gearshift = False  # sent OPTION_REQ "gearshift": may be sent extensions
+        # Handles of jobs cancelled while this worker ran them: its late WORK_* for them
+        # are dropped without an ERROR (None until a running job is cancelled).
+        self.cancelled: set[bytes] | None = None
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""
