@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gearshift.client import Client, JobException
+from gearshift.client import AdminClient, Client, JobException
 from gearshift.testing import ServerProcess, wait_until
 
 from .conftest import spawn
@@ -68,5 +68,31 @@ def test_command_ignoring_sigterm_is_killed_after_grace(gearshift: ServerProcess
             assert info.value.data == b"timeout after 1 s"
             assert took >= 1.5
             assert not alive(int(pids.read_text()))
+    finally:
+        finish(proc)
+
+
+def test_cancel_job_kills_the_running_command(gearshift: ServerProcess,  # noqa: F811
+                                              tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    proc = spawn(["work", "-h", gearshift.host, "-p", str(gearshift.port), "-f", "to_cancel",
+                  "--", "sh", "-c", SCRIPT.format(pids=pids)])
+    try:
+        with Client([gearshift.address], timeout=30) as client, \
+                AdminClient(gearshift.address, timeout=10) as admin:
+            handle = client.submit_background("to_cancel", b"slow\n")
+            wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2,
+                       "the command running")
+            group = [int(p) for p in pids.read_text().split()]
+            admin.cancel_job(handle)
+            gone = wait_until(lambda: not any(alive(p) for p in group), "group gone", 5)
+            print(f"\ncancel job: the command's process group gone after {gone:.2f} s")
+            outcome = client.result(handle)
+            assert outcome.state == "cancelled"
+            assert client.submit("to_cancel", b"fast\n") == b"quick\n"  # goes on cleanly
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+        assert b"stopped: cancelled" in err
+        assert b"ERROR" not in err
     finally:
         finish(proc)

@@ -98,7 +98,11 @@ class AsyncAdminClient:
     async def show_unique_jobs(self) -> list[str]:
         return parse_unique_jobs(await self.listing("show unique jobs"))
 
-    async def cancel_job(self, handle: str) -> None:
+    async def cancel_job(self, handle: str | bytes) -> None:
+        """End a queued or running job (the handle as ``submit_background`` returned it,
+        or as ``show jobs`` lists it)."""
+        if isinstance(handle, bytes):
+            handle = handle.decode("utf-8", "replace")
         await self.command(f"cancel job {handle}")
 
     async def create_function(self, name: str) -> None:

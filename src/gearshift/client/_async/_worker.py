@@ -29,6 +29,7 @@ from typing import Any
 
 from gearshift.client._backends.asyncio_ import (
     AsyncEvent,
+    AsyncWatch,
     add_stop_signals,
     call_handler,
     run_all,
@@ -57,6 +58,12 @@ MAX_REASON = 4096
 #: (CAN_DO_TIMEOUT) if the worker has not reported it: long enough for the worker to
 #: stop the job (SIGTERM, then SIGKILL after a grace period) and report its failure.
 TIMEOUT_BACKSTOP = 10.0
+#: Seconds a job runs before its connection is watched for the server's "stop this job"
+#: (a gearshift server's WORK_FAIL HANDLE, sent when the job is cancelled): shorter jobs
+#: end before a cancel could matter, and cost no reader.
+WATCH_AFTER = 0.1
+#: The reason a job stopped because the server cancelled it.
+CANCELLED_BY_SERVER = "cancelled"
 
 
 def failure_reason(exc: BaseException, limit: int = MAX_REASON) -> bytes:
@@ -87,6 +94,7 @@ class AsyncJob:
         self.reducer = fields[3] if ptype == P.JOB_ASSIGN_ALL else b""
         self.data = fields[-1]
         self._control = Cancellation()
+        self._ended_by_server = False  # cancelled: the server expects no report
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.function!r} {self.handle!r}>"
@@ -338,9 +346,16 @@ class AsyncWorker:
         is unanswered (the worker sends no other OPTION_REQ): that is gearmand's normal
         answer, not worth a warning. Other ERRORs are logged (e.g. JOB_NOT_FOUND for a
         WORK_* sent after the server requeued a timed-out job); NOOPs are dropped.
+        WORK_FAIL HANDLE is a gearshift server cancelling a running job (it sends that
+        only to connections that sent ``OPTION_REQ gearshift``): the job is stopped.
         """
         ptype, fields = packet
-        if ptype == P.OPTION_RES and fields[0] == GEARSHIFT_OPTION:
+        if ptype == P.WORK_FAIL:  # a gearshift server cancelled a job: stop it
+            for job in list(self._running):
+                if job._conn is conn and job.handle == fields[0]:
+                    job._ended_by_server = True
+                    job._control.cancel(CANCELLED_BY_SERVER)
+        elif ptype == P.OPTION_RES and fields[0] == GEARSHIFT_OPTION:
             if conn in self._gearshift:
                 self._gearshift[conn] = True
         elif ptype == P.ERROR:
@@ -372,6 +387,9 @@ class AsyncWorker:
     async def _execute(self, conn: AsyncConnection, job: AsyncJob) -> None:
         registration = self._functions.get(job.function)
         self._running.add(job)
+        watch = None
+        if self._gearshift.get(conn) is True:  # it may tell us to stop (see _aside)
+            watch = AsyncWatch(conn, functools.partial(self._aside, conn), WATCH_AFTER)
         try:
             if registration is None:
                 raise LookupError(f"no handler for {job.function!r}")
@@ -382,6 +400,12 @@ class AsyncWorker:
         except (Exception, JobCancelled) as exc:  # a job's failure must never stop the worker
             if self._abandoning:  # stop now: leave the job to the server, unreported
                 raise ConnectionLost("stopping now") from None
+            if job._ended_by_server:  # cancelled: its clients were told already
+                self.jobs_failed += 1
+                log.warning("job %s (%s) stopped: cancelled",
+                            job.handle.decode(errors="replace"),
+                            job.function.decode(errors="replace"))
+                return
             # Whatever the stopped work raised (a killed command's exit), this is why.
             why = exc if job.cancelled is None else JobCancelled(job.cancelled)
             self.jobs_failed += 1
@@ -389,6 +413,8 @@ class AsyncWorker:
         else:
             await conn.send(encode_request(P.WORK_COMPLETE, job.handle, result))
         finally:
+            if watch is not None:
+                await watch.stop()
             self._running.discard(job)
         self.jobs_done += 1
         if self._after_job is not None:

@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from gearshift.client._cancel import Cancellation, JobCancelled, timeout_reason
 from gearshift.client._errors import GearmanTimeout
@@ -177,6 +178,34 @@ async def run_stoppable(control: Cancellation, time_limit: float | None,
         control.finish()
         if timer is not None:
             timer.cancel()
+
+
+class AsyncWatch:
+    """Reads a worker's connection while its job runs, handing each packet to
+    ``on_packet`` (a server's "stop this job"). Starts only after ``after`` seconds, so a
+    short job costs a timer and nothing else."""
+
+    def __init__(self, conn: Any, on_packet: Callable[[Any], object], after: float) -> None:
+        self._conn = conn
+        self._on_packet = on_packet
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(after, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            self._on_packet(await self._conn.read_packet(None))
+
+    async def stop(self) -> None:
+        """Stop reading; the connection is the worker's again. (A read cut short loses
+        nothing: bytes are parsed as soon as they are received.)"""
+        self._timer.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # never raises: a lost connection shows up later
 
 
 def add_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:

@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 from gearshift.client._cancel import Cancellation, JobCancelled, timeout_reason
-from gearshift.client._errors import GearmanTimeout
+from gearshift.client._errors import GearmanError, GearmanTimeout
 
 READ_SIZE = 256 * 1024
 
@@ -213,6 +214,99 @@ def run_stoppable(control: Cancellation, time_limit: float | None,
                 timer.cancel()
     except JobCancelled:
         raise JobCancelled(control.reason or "cancelled") from None
+
+
+class Watch:
+    """Reads a worker's connection while its job runs, handing each packet to
+    ``on_packet`` (a server's "stop this job"), from one watchdog thread per process.
+
+    It starts only after ``after`` seconds, so a short job costs two set operations and
+    no thread switch; the watchdog polls the sockets of longer jobs. The watchdog reads
+    a socket only under this watch's lock and while it is active, and :meth:`stop`
+    takes the lock: once it returns, the worker's thread owns the connection again.
+    """
+
+    def __init__(self, conn: Any, on_packet: Callable[[Any], object], after: float) -> None:
+        self.conn = conn
+        self.on_packet = on_packet
+        self.due = time.monotonic() + after
+        self.lock = threading.Lock()
+        self.active = True
+        _WATCHDOG.add(self)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.active = False
+        _WATCHDOG.discard(self)
+
+    def read_once(self) -> None:
+        """Read what the poll said is there (watchdog thread, under ``lock``)."""
+        for packet in self.conn.feed(self.conn.stream.read(time.monotonic() + 1.0)):
+            self.on_packet(packet)
+
+
+class _Watchdog:
+    """The thread behind :class:`Watch`: idle (blocked) while nothing is watched."""
+
+    POLL = 0.1  # seconds between looks at which watches are due
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watches: set[Watch] = set()
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: Watch) -> None:
+        with self._lock:
+            self._watches.add(watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="gearshift-watchdog")
+                self._thread.start()
+        self._wakeup.set()
+
+    def discard(self, watch: Watch) -> None:
+        with self._lock:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            with self._lock:
+                watches = list(self._watches)
+            if not watches:
+                self._wakeup.wait()
+                continue
+            now = time.monotonic()
+            due = [w for w in watches if w.due <= now and w.active]
+            if not due:
+                self._wakeup.wait(max(0.0, min(w.due for w in watches) - now))
+                continue
+            self._poll(due)
+
+    def _poll(self, due: list[Watch]) -> None:
+        poller = select.poll()
+        by_fd = {}
+        for watch in due:
+            try:
+                fd = watch.conn.stream.socket.fileno()
+            except (OSError, AttributeError):
+                continue
+            if fd >= 0:
+                by_fd[fd] = watch
+                poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(self.POLL * 1000):
+            watch = by_fd[fd]
+            with watch.lock:
+                if not watch.active:
+                    continue
+                try:
+                    watch.read_once()
+                except (OSError, GearmanError):  # lost: the worker's thread will see it
+                    watch.active = False
+
+
+_WATCHDOG = _Watchdog()
 
 
 def add_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:

@@ -100,7 +100,11 @@ class AdminClient:
     def show_unique_jobs(self) -> list[str]:
         return parse_unique_jobs(self.listing("show unique jobs"))
 
-    def cancel_job(self, handle: str) -> None:
+    def cancel_job(self, handle: str | bytes) -> None:
+        """End a queued or running job (the handle as ``submit_background`` returned it,
+        or as ``show jobs`` lists it)."""
+        if isinstance(handle, bytes):
+            handle = handle.decode("utf-8", "replace")
         self.command(f"cancel job {handle}")
 
     def create_function(self, name: str) -> None:
