@@ -21,11 +21,14 @@ from gearshift.testing._servers import (
     free_port,
     gearmand_path,
 )
+from gearshift.testing._tls import TlsFiles, make_tls_files
 
 __all__ = [
     "GearmandServer",
     "GearshiftServer",
     "ServerProcess",
+    "TlsFiles",
     "free_port",
     "gearmand_path",
+    "make_tls_files",
 ]
