@@ -14,7 +14,7 @@ import ssl
 import sys
 
 from gearshift.cli._gearmand_options import ConfigError
-from gearshift.client._tls import client_context
+from gearshift.client._tls import tls_context
 from gearshift.server._tls import DEFAULT_HANDSHAKE_TIMEOUT, TlsConfig, resolve_files
 
 
@@ -68,15 +68,17 @@ def add_client_tls_options(parser: argparse.ArgumentParser) -> None:
                              "$GEARMAND_CA_CERTIFICATE, $GEARMAN_CLIENT_PEM, "
                              "$GEARMAN_CLIENT_KEY, as gearman -S)")
     parser.add_argument("--ssl-ca-file", default=None, metavar="FILE",
-                        help="with -S: CA that signed the server's certificate")
+                        help="CA that signed the server's certificate (implies -S)")
     parser.add_argument("--ssl-certificate", default=None, metavar="FILE",
-                        help="with -S: client certificate, for servers that require one")
+                        help="client certificate, for servers that require one (implies -S)")
     parser.add_argument("--ssl-key", default=None, metavar="FILE",
-                        help="with -S: the client certificate's key")
+                        help="the client certificate's key (implies -S)")
 
 
 def client_ssl_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The context for ``-S`` (ValueError naming a bad file), else None."""
-    if not getattr(args, "ssl", False):
+    """The context for ``-S`` or any of its file options (ValueError naming a bad
+    file), else None."""
+    if not (getattr(args, "ssl", False) or args.ssl_ca_file or args.ssl_certificate
+            or args.ssl_key):
         return None
-    return client_context(args.ssl_ca_file, args.ssl_certificate, args.ssl_key)
+    return tls_context(args.ssl_ca_file, args.ssl_certificate, args.ssl_key)

@@ -30,7 +30,7 @@ def _pick(given: str | None, env: Mapping[str, str], name: str, default: str) ->
     return default if os.path.exists(default) else None
 
 
-def client_context(ca_file: str | None = None, certificate: str | None = None,
+def tls_context(ca_file: str | None = None, certificate: str | None = None,
                    key: str | None = None,
                    environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
     """A TLS client context; arguments override libgearman's environment variables.
@@ -85,7 +85,7 @@ def resolve_ssl(option: ssl.SSLContext | bool | None) -> ssl.SSLContext | None:
     if option is None or option is False:
         return None
     if option is True:
-        return client_context()
+        return tls_context()
     if isinstance(option, ssl.SSLContext):
         return option
     raise TypeError(f"ssl must be an ssl.SSLContext, True or None, not {type(option).__name__}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from ssl import SSLContext
 
 from gearshift.client._admin_lines import handle_word
 from gearshift.client._backends.asyncio_ import sleep
@@ -38,7 +39,7 @@ LAST_POLL = 0.5
 
 
 async def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: float | None,
-                       timeout: float) -> JobOutcome:
+                       timeout: float, tls: SSLContext | None = None) -> JobOutcome:
     """The job's outcome from the first server that knows ``handle``; with ``wait``,
     polled until it ended or ``wait`` seconds passed (then the unfinished state).
 
@@ -47,7 +48,7 @@ async def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: fl
         ConnectionFailed: no server answered at all.
     """
     handle = handle_word(handle)  # garbage is unknown everywhere: no need to ask
-    admins = [AsyncAdminClient(address, timeout=timeout) for address in servers]
+    admins = [AsyncAdminClient(address, timeout=timeout, ssl=tls) for address in servers]
     try:
         admin, outcome = await _ask_each(admins, handle)
         if wait is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from ssl import SSLContext
 
 from gearshift.client._admin_lines import handle_word
 from gearshift.client._backends.sync_ import sleep
@@ -39,7 +40,7 @@ LAST_POLL = 0.5
 
 
 def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: float | None,
-                       timeout: float) -> JobOutcome:
+                       timeout: float, tls: SSLContext | None = None) -> JobOutcome:
     """The job's outcome from the first server that knows ``handle``; with ``wait``,
     polled until it ended or ``wait`` seconds passed (then the unfinished state).
 
@@ -48,7 +49,7 @@ def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: float | 
         ConnectionFailed: no server answered at all.
     """
     handle = handle_word(handle)  # garbage is unknown everywhere: no need to ask
-    admins = [AdminClient(address, timeout=timeout) for address in servers]
+    admins = [AdminClient(address, timeout=timeout, ssl=tls) for address in servers]
     try:
         admin, outcome = _ask_each(admins, handle)
         if wait is None:
