@@ -19,8 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from gearshift.client import AdminClient, Client, Worker
-from gearshift.testing import GearshiftServer, TlsFiles, make_tls_files
+from gearshift.client import AdminClient, Client, GearmanError, Worker
+from gearshift.testing import (
+    GearmandServer,
+    GearshiftServer,
+    TlsFiles,
+    gearmand_path,
+    make_tls_files,
+)
 
 PERL_TLS = Path(__file__).parent / "peers" / "perl_tls.pl"
 
@@ -147,3 +153,39 @@ def test_gearman_dash_s_worker_and_client_over_tls(server: GearshiftServer,
         if worker.poll() is None:
             worker.kill()
         worker.wait()
+
+
+@pytest.mark.gearmand
+def test_gearshift_client_against_gearmand_ssl(tls_files: TlsFiles) -> None:
+    """gearshift's TLS client against the reference server started with ``--ssl``.
+
+    Debian's gearmand 1.1.20 accepts ``--ssl`` but serves plaintext (it logs "SSL: true",
+    then reads the ClientHello as a bad Gearman packet: "invalid magic value"); then the
+    TLS client must fail cleanly, and this pins the claim in docs/operations.md. A
+    gearmand that does speak TLS must serve the TLS client instead.
+    """
+    if gearmand_path() is None:
+        pytest.skip("gearmand is not installed (apt-get install gearman-job-server)")
+    args = [*tls_files.serve_args(), "--threads", "0"]
+    try:
+        reference: GearmandServer = GearmandServer(extra_args=args,
+                                                   startup_timeout=5).start()
+        plaintext = True
+    except RuntimeError:  # no plaintext answer: it speaks TLS
+        reference = GearmandServer(extra_args=args)
+        reference.tls = tls_files.client_context()
+        reference.start()
+        plaintext = False
+    try:
+        tls = tls_files.client_context()
+        if plaintext:
+            with (pytest.raises(GearmanError),
+                  AdminClient(reference.address, ssl=tls, timeout=5) as admin):
+                admin.version()
+            with AdminClient(reference.address, timeout=5) as admin:
+                assert admin.version()  # the "--ssl" port answered in plaintext
+        else:
+            with AdminClient(reference.address, ssl=tls, timeout=5) as admin:
+                assert admin.version()
+    finally:
+        reference.__exit__(None, None, None)
