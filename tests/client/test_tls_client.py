@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gearshift.client import (
+    Address,
     AdminClient,
     AsyncAdminClient,
     AsyncClient,
@@ -25,8 +26,10 @@ from gearshift.client import (
     GearmanError,
     Job,
     Worker,
+    parse_servers,
     tls_context,
 )
+from gearshift.client._servers import parse_address
 from gearshift.testing import GearshiftServer, TlsFiles, make_tls_files
 
 from .conftest import running
@@ -213,3 +216,31 @@ def test_worker_stop_wakes_a_sleeping_tls_worker(server: GearshiftServer,
     worker.stop()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_tls_scheme_in_server_addresses() -> None:
+    assert parse_address("tls://jobs:4731") == Address("jobs", 4731, tls=True)
+    assert parse_address("SSL://[::1]:5") == Address("::1", 5, tls=True)
+    assert parse_address("tls://jobs") == Address("jobs", 4730, tls=True)
+    assert str(Address("jobs", 4731, tls=True)) == "tls://jobs:4731"
+    assert parse_servers("tls://a:1,b:2") == [Address("a", 1, tls=True), Address("b", 2)]
+    with pytest.raises(ValueError, match="empty"):
+        parse_address("tls://")
+
+
+def test_gearman_servers_entries_may_ask_for_tls(server: GearshiftServer,
+                                                 libgearman_env: dict[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEARMAN_SERVERS", f"tls://{server.address}")
+    worker = Worker()
+    worker.register("tls_env_rev", reverse)
+    with running(worker), Client(timeout=20) as client:
+        assert client.submit("tls_env_rev", b"abc") == b"cba"
+        handle = client.submit_background("tls_env_rev", b"xyz")
+        assert client.result(handle, wait=20).data == b"zyx"
+    with AdminClient() as admin:
+        assert admin.version().startswith("0.")
+    # The CLI reads the same entries; -p replaces the port and keeps the scheme.
+    by_cli = _cli(["admin", "-h", f"tls://{server.host}", "-p", str(server.port),
+                   "--server-version"], libgearman_env)
+    assert by_cli.returncode == 0, by_cli.stderr

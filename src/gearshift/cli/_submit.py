@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TextIO
 
 from gearshift.cli._tls_options import add_client_tls_options, client_ssl_from_args
@@ -48,7 +49,7 @@ def servers_from_args(args: argparse.Namespace) -> list[Address]:
         return parse_servers(None)
     servers = parse_servers(args.host or "localhost")
     if args.port is not None:
-        servers = [Address(s.host, args.port) for s in servers]
+        servers = [replace(s, port=args.port) for s in servers]
     return servers
 
 

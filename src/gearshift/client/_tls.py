@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
+
+from gearshift.client._servers import Address
 
 #: libgearman's compiled-in defaults (``$sysconfdir/ssl/certs/``; /etc on Debian).
 LIBGEARMAN_CA_FILE: Final = "/etc/ssl/certs/gearmand-ca.pem"
@@ -80,15 +82,31 @@ def _no_password() -> str:
     raise _EncryptedKey
 
 
-def resolve_ssl(option: ssl.SSLContext | bool | None) -> ssl.SSLContext | None:
-    """The ``ssl=`` argument -> a context or None (plaintext)."""
-    if option is None or option is False:
-        return None
-    if option is True:
-        return tls_context()
-    if isinstance(option, ssl.SSLContext):
-        return option
-    raise TypeError(f"ssl must be an ssl.SSLContext, True or None, not {type(option).__name__}")
+class TlsChoice:
+    """Which connections use TLS, and with which context.
+
+    With ``ssl=`` (a context or True), every server; without it, only servers written
+    ``tls://host:port`` (in the server list or ``GEARMAN_SERVERS``), with the context
+    ``ssl=True`` would build. Contexts are built here, at construction, so a bad file is
+    reported at once rather than at the first connection.
+    """
+
+    def __init__(self, option: ssl.SSLContext | bool | None, addresses: Iterable[Address]):
+        self.context: ssl.SSLContext | None = None
+        if option is True:
+            self.context = tls_context()
+        elif isinstance(option, ssl.SSLContext):
+            self.context = option
+        elif option is not None and option is not False:
+            raise TypeError("ssl must be an ssl.SSLContext, True or None, not "
+                            f"{type(option).__name__}")
+        self._for_tls_addresses = self.context
+        if self.context is None and any(a.tls for a in addresses):
+            self._for_tls_addresses = tls_context()
+
+    def __call__(self, address: Address) -> ssl.SSLContext | None:
+        """The context for a connection to ``address``; None: plaintext."""
+        return self.context or (self._for_tls_addresses if address.tls else None)
 
 
 def _why(exc: OSError | ssl.SSLError) -> str:

@@ -47,7 +47,7 @@ from gearshift.client._models import (
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._protocol import ClientProtocol, Reply
 from gearshift.client._servers import Address, Backoff, Selector, parse_servers
-from gearshift.client._tls import resolve_ssl
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import PacketType as P
 from gearshift.protocol import ProtocolError
 
@@ -126,7 +126,7 @@ class AsyncClient:
         self.exceptions = exceptions
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.tls = resolve_ssl(ssl)
+        self._tls = TlsChoice(ssl, self.servers)
         #: background handle -> the server that issued it, newest last
         self._origins: OrderedDict[bytes, Address] = OrderedDict()
 
@@ -284,7 +284,7 @@ class AsyncClient:
         servers = [origin] if origin is not None else self.servers
         timeout = timeout if timeout is not None else self.timeout
         return await read_outcome(servers, handle, wait,
-                                  ADMIN_TIMEOUT if timeout is None else timeout, self.tls)
+                                  ADMIN_TIMEOUT if timeout is None else timeout, self._tls)
 
     async def echo(self, data: Any = b"ping", timeout: float | None = None) -> bytes:
         """ECHO_REQ to the first server; returns the echoed bytes."""
@@ -311,7 +311,8 @@ class AsyncClient:
         await link.connecting.acquire(time.monotonic() + self.connect_timeout)
         try:
             if link.conn is None:
-                conn = await AsyncConnection.open(link.address, self.connect_timeout, self.tls)
+                conn = await AsyncConnection.open(link.address, self.connect_timeout,
+                                                  self._tls(link.address))
                 protocol = ClientProtocol()
                 if self.exceptions:
                     data, _ = protocol.request(P.OPTION_REQ, P.OPTION_RES, b"exceptions")

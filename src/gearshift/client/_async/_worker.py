@@ -32,7 +32,7 @@ from gearshift.client._backends.asyncio_ import AsyncEvent, add_stop_signals, ca
 from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._servers import Address, Backoff, parse_address, parse_servers
-from gearshift.client._tls import resolve_ssl
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import ErrorCode, Packet, encode_request
 from gearshift.protocol import PacketType as P
 
@@ -134,7 +134,7 @@ class AsyncWorker:
         self.concurrency = concurrency
         self.exceptions = exceptions
         self.connect_timeout = connect_timeout
-        self.tls = resolve_ssl(ssl)
+        self._tls = TlsChoice(ssl, self.servers)
         self.jobs_done = 0
         self._functions: dict[bytes, _Registration] = {}
         self._stopping = AsyncEvent()
@@ -222,7 +222,8 @@ class AsyncWorker:
         backoff = Backoff()
         while not self._stopping.is_set():
             try:
-                conn = await AsyncConnection.open(address, self.connect_timeout, self.tls)
+                conn = await AsyncConnection.open(address, self.connect_timeout,
+                                                  self._tls(address))
             except (ConnectionFailed, GearmanTimeout) as exc:
                 log.debug("worker cannot reach %s: %s", address, exc)
                 await self._stopping.wait(backoff.failed(time.monotonic()))

@@ -33,7 +33,7 @@ from gearshift.client._errors import (
 )
 from gearshift.client._models import JobOutcome, Priority, Schedule
 from gearshift.client._servers import Address, parse_servers
-from gearshift.client._tls import resolve_ssl
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import RES, PacketReader, ProtocolError
 from gearshift.protocol._admin import (
     END,
@@ -66,7 +66,7 @@ class AdminClient:
                  ssl: SSLContext | bool | None = None) -> None:
         self.address = parse_servers(None if server is None else [server])[0]
         self.timeout = timeout
-        self.tls = resolve_ssl(ssl)
+        self._tls = TlsChoice(ssl, [self.address])(self.address)
         self._stream: Stream | None = None
         self._parser = PacketReader(expect=RES, allow_text=True)
         self._lines: deque[bytes] = deque()
@@ -219,7 +219,7 @@ class AdminClient:
         if self._stream is None:
             try:
                 self._stream = open_stream(self.address.host, self.address.port,
-                                                 time.monotonic() + self.timeout, self.tls)
+                                                 time.monotonic() + self.timeout, self._tls)
             except OSError as exc:
                 raise ConnectionFailed(f"cannot connect to {self.address}: {exc}") from exc
         try:

@@ -48,7 +48,7 @@ from gearshift.client._models import (
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._protocol import ClientProtocol, Reply
 from gearshift.client._servers import Address, Backoff, Selector, parse_servers
-from gearshift.client._tls import resolve_ssl
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import PacketType as P
 from gearshift.protocol import ProtocolError
 
@@ -127,7 +127,7 @@ class Client:
         self.exceptions = exceptions
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.tls = resolve_ssl(ssl)
+        self._tls = TlsChoice(ssl, self.servers)
         #: background handle -> the server that issued it, newest last
         self._origins: OrderedDict[bytes, Address] = OrderedDict()
 
@@ -285,7 +285,7 @@ class Client:
         servers = [origin] if origin is not None else self.servers
         timeout = timeout if timeout is not None else self.timeout
         return read_outcome(servers, handle, wait,
-                                  ADMIN_TIMEOUT if timeout is None else timeout, self.tls)
+                                  ADMIN_TIMEOUT if timeout is None else timeout, self._tls)
 
     def echo(self, data: Any = b"ping", timeout: float | None = None) -> bytes:
         """ECHO_REQ to the first server; returns the echoed bytes."""
@@ -312,7 +312,8 @@ class Client:
         link.connecting.acquire(time.monotonic() + self.connect_timeout)
         try:
             if link.conn is None:
-                conn = Connection.open(link.address, self.connect_timeout, self.tls)
+                conn = Connection.open(link.address, self.connect_timeout,
+                                                  self._tls(link.address))
                 protocol = ClientProtocol()
                 if self.exceptions:
                     data, _ = protocol.request(P.OPTION_REQ, P.OPTION_RES, b"exceptions")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from ssl import SSLContext
 
 from gearshift.client._admin_lines import handle_word
 from gearshift.client._backends.sync_ import sleep
@@ -32,6 +31,7 @@ from gearshift.client._errors import (
 )
 from gearshift.client._models import JobOutcome
 from gearshift.client._servers import Address
+from gearshift.client._tls import TlsChoice
 
 from ._admin import AdminClient
 
@@ -40,7 +40,7 @@ LAST_POLL = 0.5
 
 
 def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: float | None,
-                       timeout: float, tls: SSLContext | None = None) -> JobOutcome:
+                       timeout: float, tls: TlsChoice | None = None) -> JobOutcome:
     """The job's outcome from the first server that knows ``handle``; with ``wait``,
     polled until it ended or ``wait`` seconds passed (then the unfinished state).
 
@@ -49,7 +49,8 @@ def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: float | 
         ConnectionFailed: no server answered at all.
     """
     handle = handle_word(handle)  # garbage is unknown everywhere: no need to ask
-    admins = [AdminClient(address, timeout=timeout, ssl=tls) for address in servers]
+    admins = [AdminClient(address, timeout=timeout, ssl=tls(address) if tls else None)
+              for address in servers]
     try:
         admin, outcome = _ask_each(admins, handle)
         if wait is None:

@@ -34,7 +34,7 @@ from gearshift.client._backends.sync_ import Event, add_stop_signals, call_handl
 from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._servers import Address, Backoff, parse_address, parse_servers
-from gearshift.client._tls import resolve_ssl
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import ErrorCode, Packet, encode_request
 from gearshift.protocol import PacketType as P
 
@@ -136,7 +136,7 @@ class Worker:
         self.concurrency = concurrency
         self.exceptions = exceptions
         self.connect_timeout = connect_timeout
-        self.tls = resolve_ssl(ssl)
+        self._tls = TlsChoice(ssl, self.servers)
         self.jobs_done = 0
         self._functions: dict[bytes, _Registration] = {}
         self._stopping = Event()
@@ -224,7 +224,8 @@ class Worker:
         backoff = Backoff()
         while not self._stopping.is_set():
             try:
-                conn = Connection.open(address, self.connect_timeout, self.tls)
+                conn = Connection.open(address, self.connect_timeout,
+                                                  self._tls(address))
             except (ConnectionFailed, GearmanTimeout) as exc:
                 log.debug("worker cannot reach %s: %s", address, exc)
                 self._stopping.wait(backoff.failed(time.monotonic()))
