@@ -218,3 +218,12 @@ def test_a_bad_file_stops_startup_naming_it(tls_files: TlsFiles, tmp_path: Path,
 def test_a_bad_handshake_timeout_is_refused(tls_files: TlsFiles) -> None:
     stderr = _serve_fails(*tls_files.serve_args(), "--ssl-handshake-timeout", "0")
     assert "--ssl-handshake-timeout" in stderr
+
+
+def test_tls_from_a_gearmand_config_file(tls_files: TlsFiles, tmp_path: Path) -> None:
+    config = tmp_path / "gearmand.conf"
+    config.write_text(f"# as in /etc/gearmand.conf\nssl\nssl-certificate={tls_files.server_cert}\n"
+                      f"--ssl-key {tls_files.server_key}\nssl-ca-file={tls_files.ca}\n")
+    with tls_server(tls_files, "--config-file", str(config), ssl_args=False) as srv:
+        round_trip(srv.address, tls=tls_files.client_context())
+        assert refused(srv.address, tls_files.client_context(with_cert=False)) is not None

@@ -70,14 +70,14 @@ class Server:
 
     async def start(self) -> None:
         """Open the store, replay it, then listen. Raises StartupError with a reason."""
-        self._loop = self.pump.loop = asyncio.get_running_loop()
-        self._accept_errors = AcceptErrorLog(self._loop.get_exception_handler())
-        self._loop.set_exception_handler(self._accept_errors)
         # TLS files first: a wrong one must stop startup before the store is touched.
         tls: dict[str, Any] = {}
         if self.config.tls is not None:
             tls = {"ssl": server_context(self.config.tls),
                    "ssl_handshake_timeout": self.config.tls.handshake_timeout}
+        self._loop = self.pump.loop = asyncio.get_running_loop()
+        self._accept_errors = AcceptErrorLog(self._loop.get_exception_handler())
+        self._loop.set_exception_handler(self._accept_errors)
         if self.config.store != "memory":
             self.durable = await open_durable(self.config, self.broker, self.pump.after_batch)
         hosts: list[str] | None = list(self.config.listen) or None
