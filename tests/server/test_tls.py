@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from gearshift.protocol import REQ, encode
 from gearshift.testing import GearshiftServer, TlsFiles, make_tls_files
 
-from ._wire import P, Wire, round_trip
+from ._wire import P, Wire, round_trip, rss_kib
 
 #: A TLS record header announcing a 512-byte handshake message, and 6 bytes of it: a
 #: ClientHello that never finishes arriving.
@@ -227,3 +228,34 @@ def test_tls_from_a_gearmand_config_file(tls_files: TlsFiles, tmp_path: Path) ->
     with tls_server(tls_files, "--config-file", str(config), ssl_args=False) as srv:
         round_trip(srv.address, tls=tls_files.client_context())
         assert refused(srv.address, tls_files.client_context(with_cert=False)) is not None
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_tls_client_that_never_reads_cannot_grow_the_server(tls_files: TlsFiles,
+                                                              loop: str) -> None:
+    """The plaintext back-pressure (replies back up -> the server stops reading that
+    client) holds through each loop's TLS layer: sends stall, memory stays put, others
+    are served."""
+    request = encode(P.ECHO_REQ, b"e" * (256 * 1024), magic=REQ)
+    with tls_server(tls_files, "--loop", loop) as srv:
+        hog = Wire.to(srv.address, tls_files.client_context()).sock
+        hog.setblocking(False)
+        rss_before = rss_kib(srv.pid)
+        sent, blocked_since = 0, None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                sent += hog.send(request[sent % len(request):])
+                blocked_since = None
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 1.0:
+                    break  # the server has stopped reading us
+                time.sleep(0.01)
+        assert blocked_since is not None, f"sent {sent >> 20} MiB, the server kept reading"
+        assert sent < 64 * 1024 * 1024
+        assert rss_kib(srv.pid) - rss_before < 64 * 1024
+        other = Wire.to(srv.address, tls_files.client_context())
+        assert echo(other, b"still here")
+        other.close()
+        hog.close()
