@@ -81,6 +81,14 @@ def test_blocking_client_worker_and_admin_over_tls(server: GearshiftServer,
         with ThreadPoolExecutor(6) as pool:
             results = list(pool.map(job, range(150)))
         assert results == [(b"%d-payload" % i)[::-1] for i in range(150)]
+        # Two connections (the server listed twice): replies are waited for on both at
+        # once, decrypted bytes already buffered in one of them included.
+        with Client([server.address, server.address], ssl=context, timeout=20) as pair:
+            tasks = pair.task_set()
+            for i in range(60):
+                tasks.add("tls_rev", b"pair-%d" % i + b"." * (i * 997))
+            assert tasks.results() == [(b"pair-%d" % i + b"." * (i * 997))[::-1]
+                                       for i in range(60)]
         with AdminClient(server.address, ssl=context) as admin:
             assert admin.version().startswith("0.")
             status = {s.function: s for s in admin.status()}["tls_rev"]

@@ -33,8 +33,8 @@ def _pick(given: str | None, env: Mapping[str, str], name: str, default: str) ->
 
 
 def tls_context(ca_file: str | None = None, certificate: str | None = None,
-                   key: str | None = None,
-                   environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
+                key: str | None = None,
+                environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
     """A TLS client context; arguments override libgearman's environment variables.
 
     Args:
