@@ -36,3 +36,16 @@ def test_gear_functional_suite(server: ServerProcess,
     record_property("failed", len(res["failed"]))
     assert res["failed"] == GEAR_FAILS_ON_GEARMAND, proc.stderr[-3000:]
     assert res["passed"] >= 7, res
+
+
+def test_gear_functional_suite_tls_scenarios(record_property: Callable[[str, object],
+                                                                      None]) -> None:
+    """gear's TLS scenarios (its certificates, client certificates required) against
+    ``gearshift serve --ssl --ssl-ca-file``: gear is a real third-party TLS client."""
+    proc = subprocess.run([sys.executable, str(PEERS / "gear_suite.py"), "--tls"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    record_property("passed", res["passed"])
+    assert res["failed"] == [], proc.stderr[-3000:]
+    assert res["passed"] >= 4, res  # test_job, test_bg_job, worker termination, text name

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 from typing import Final
 
@@ -20,17 +21,20 @@ REPLY_TIMEOUT: Final = 10.0
 class Wire:
     """One TCP connection speaking binary Gearman (and admin text when asked)."""
 
-    def __init__(self, host: str, port: int, timeout: float = REPLY_TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, timeout: float = REPLY_TIMEOUT,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:  # a TLS port (serve --ssl): handshake before anything else
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
         self.timeout = timeout
         self.reader = PacketReader(expect=RES, allow_text=False)
         self.pending: list[Packet] = []
 
     @classmethod
-    def to(cls, address: str) -> Wire:
+    def to(cls, address: str, tls: ssl.SSLContext | None = None) -> Wire:
         host, _, port = address.rpartition(":")
-        return cls(host.strip("[]"), int(port))
+        return cls(host.strip("[]"), int(port), tls=tls)
 
     def send(self, ptype: int, *fields: bytes) -> None:
         self.sock.sendall(encode_request(ptype, *fields))
@@ -118,9 +122,10 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def round_trip(address: str, function: bytes = b"echo", payload: bytes = b"ping") -> None:
+def round_trip(address: str, function: bytes = b"echo", payload: bytes = b"ping",
+               tls: ssl.SSLContext | None = None) -> None:
     """A full client -> server -> worker -> client job on fresh connections."""
-    worker, client = Wire.to(address), Wire.to(address)
+    worker, client = Wire.to(address, tls), Wire.to(address, tls)
     try:
         worker.send(P.CAN_DO, function)
         (ptype, fields) = client.call(P.SUBMIT_JOB, function, b"", payload)

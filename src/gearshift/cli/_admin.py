@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gearshift.cli._submit import add_server_options, servers_from_args
+from gearshift.cli._tls_options import client_ssl_from_args
 from gearshift.client import AdminClient, AdminError, GearmanError, JobOutcome
 
 #: (admin, the option's value) -> result; dead-letter options get their keyword arguments.
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         address = servers_from_args(args)[0]
+        tls = client_ssl_from_args(args)
         arguments = {dest: _argument(dest, value, args) for dest, value in chosen}
     except ValueError as exc:
         sys.stderr.write(f"gearshift admin: {exc}\n")
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     status = 0
     try:
-        with AdminClient(address) as admin:
+        with AdminClient(address, ssl=tls) as admin:
             for dest, _ in chosen:
                 action, headers = ACTIONS[dest]
                 try:

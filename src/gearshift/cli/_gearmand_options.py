@@ -5,7 +5,7 @@ Each option either does what gearmand does (``--daemon``, ``--user``, ``--syslog
 ``--config-file``, ``--file-descriptors``, ``--coredump``, the queue table/prefix names,
 ``--libpq-conninfo``), or is a documented no-op where it cannot change anything here
 (``--hashtable-buckets``, ``--store-queue-on-shutdown``), or makes startup fail with the
-reason when gearshift lacks the feature (HTTP, TLS): a server that silently does not
+reason when gearshift lacks the feature (HTTP): a server that silently does not
 listen where the operator asked is worse than one that does not start.
 """
 
@@ -61,12 +61,6 @@ def add_gearmand_options(p: argparse.ArgumentParser) -> None:
                    help="gearmand protocol module; gearshift has none (startup fails)")
     g.add_argument("--http-port", type=int, default=None, metavar="PORT",
                    help="gearmand's HTTP port; gearshift has no HTTP listener (startup fails)")
-    g.add_argument("--ssl", action="store_true",
-                   help="gearshift has no TLS listener: startup fails (put stunnel or "
-                        "haproxy in front)")
-    g.add_argument("--ssl-ca-file", default=None, help="see --ssl")
-    g.add_argument("--ssl-certificate", default=None, help="see --ssl")
-    g.add_argument("--ssl-key", default=None, help="see --ssl")
 
 
 def refuse_unsupported(args: argparse.Namespace) -> None:
@@ -79,12 +73,6 @@ def refuse_unsupported(args: argparse.Namespace) -> None:
                           "only 'http', which gearshift does not have)")
     if args.http_port is not None:
         raise ConfigError(f"--http-port {args.http_port}: gearshift has no HTTP listener yet")
-    tls = [name for name, value in (("--ssl", args.ssl), ("--ssl-ca-file", args.ssl_ca_file),
-                                    ("--ssl-certificate", args.ssl_certificate),
-                                    ("--ssl-key", args.ssl_key)) if value]
-    if tls:
-        raise ConfigError(f"{', '.join(tls)}: gearshift has no TLS listener; terminate TLS "
-                          "in front of it (stunnel, haproxy)")
     if args.file_descriptors is not None and args.file_descriptors < 1:
         raise ConfigError(f"--file-descriptors {args.file_descriptors}: must be at least 1")
 

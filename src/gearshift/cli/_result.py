@@ -19,6 +19,7 @@ import sys
 from typing import TextIO
 
 from gearshift.cli._submit import add_server_options, servers_from_args
+from gearshift.cli._tls_options import client_ssl_from_args
 from gearshift.client import Client, GearmanError, JobOutcome, UnknownJob
 
 COMPLETE, FAILED, UNKNOWN, UNFINISHED, UNREACHABLE = 0, 1, 2, 3, 4
@@ -65,11 +66,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return UNKNOWN
     try:
         servers = servers_from_args(args)
+        tls = client_ssl_from_args(args)
     except ValueError as exc:
         err.write(f"gearshift result: {exc}\n")
         return UNKNOWN
     try:
-        with Client(servers) as client:
+        with Client(servers, ssl=tls) as client:
             outcome = client.result(args.handle, wait=args.wait)
     except UnknownJob as exc:
         err.write(f"gearshift result: {exc.text or 'unknown job'}\n")

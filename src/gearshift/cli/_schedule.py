@@ -16,6 +16,7 @@ from typing import TextIO
 
 from gearshift.cli._admin import table, when
 from gearshift.cli._submit import add_server_options, servers_from_args
+from gearshift.cli._tls_options import client_ssl_from_args
 from gearshift.client import AdminClient, GearmanError, Schedule
 
 HEADERS = ["KEY", "FUNCTION", "CRON", "NEXT", "LAST_FIRED", "PRIORITY", "UNIQUE"]
@@ -59,11 +60,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     out, err = out or sys.stdout, err or sys.stderr
     try:
         address = servers_from_args(args)[0]
+        tls = client_ssl_from_args(args)
     except ValueError as exc:
         err.write(f"gearshift schedule: {exc}\n")
         return 2
     try:
-        with AdminClient(address) as admin:
+        with AdminClient(address, ssl=tls) as admin:
             if args.verb == "add":
                 out.write(admin.add_schedule(args.function, args.cron, args.data.encode(),
                                              unique=args.unique, priority=args.priority)

@@ -20,6 +20,7 @@ from gearshift.cli._gearmand_options import (
     refuse_unsupported,
     with_query,
 )
+from gearshift.cli._tls_options import add_serve_tls_options, tls_config_from_args
 from gearshift.server._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PORT,
@@ -124,6 +125,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         default=DEFAULT_MAX_CONNECTIONS,
                         help="open connections beyond which new ones are accepted and closed "
                              f"at once (0 = no limit; default {DEFAULT_MAX_CONNECTIONS})")
+    add_serve_tls_options(p)
     add_gearmand_options(p)
     p.set_defaults(func=run_serve, serve_parser=p)
 
@@ -220,6 +222,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         retry=tuple(args.retry),
         max_queue=tuple(args.max_queue),
         max_connections=args.max_connections,
+        tls=tls_config_from_args(args),
         **kwargs,
     )
 

@@ -13,8 +13,10 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TextIO
 
+from gearshift.cli._tls_options import add_client_tls_options, client_ssl_from_args
 from gearshift.client import (
     Client,
     EventKind,
@@ -38,6 +40,7 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="server host, or host:port[,host:port...] "
                              "(default: $GEARMAN_SERVERS, $GEARMAN_SERVER, localhost)")
     parser.add_argument("-p", "--port", type=int, default=None, help="server port (4730)")
+    add_client_tls_options(parser)
 
 
 def servers_from_args(args: argparse.Namespace) -> list[Address]:
@@ -46,7 +49,7 @@ def servers_from_args(args: argparse.Namespace) -> list[Address]:
         return parse_servers(None)
     servers = parse_servers(args.host or "localhost")
     if args.port is not None:
-        servers = [Address(s.host, args.port) for s in servers]
+        servers = [replace(s, port=args.port) for s in servers]
     return servers
 
 
@@ -172,6 +175,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
     stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
     try:
         servers = servers_from_args(args)
+        tls = client_ssl_from_args(args)
     except ValueError as exc:
         err.write(f"gearshift submit: {exc}\n")
         return 2
@@ -180,7 +184,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
     timeout = None if args.timeout is None else args.timeout / 1000
     progress = Progress(len(jobs), err)
     printer = Printer(args, out, err, progress)
-    with Client(servers, exceptions=True, timeout=timeout) as client:
+    with Client(servers, exceptions=True, timeout=timeout, ssl=tls) as client:
         try:
             for window in _windows(jobs, WINDOW):
                 tasks = client.task_set()

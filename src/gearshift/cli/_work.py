@@ -25,6 +25,7 @@ from typing import IO
 
 from gearshift._units import parse_size
 from gearshift.cli._submit import add_server_options, servers_from_args
+from gearshift.cli._tls_options import client_ssl_from_args
 from gearshift.client import Job, Worker, WorkerProcesses
 
 #: Bytes of the command's stderr kept for the failure reason: the end of it is where
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         worker = Worker(servers_from_args(args), client_id=args.client_id,
-                        concurrency=args.concurrency)
+                        concurrency=args.concurrency, ssl=client_ssl_from_args(args))
     except ValueError as exc:
         sys.stderr.write(f"gearshift work: {exc}\n")
         return 2

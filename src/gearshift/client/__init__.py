@@ -37,6 +37,7 @@ from gearshift.client._servers import Address, parse_servers
 from gearshift.client._sync._admin import AdminClient
 from gearshift.client._sync._client import Client, TaskSet
 from gearshift.client._sync._worker import Job, Worker
+from gearshift.client._tls import tls_context
 from gearshift.protocol._admin import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 
 __all__ = [
@@ -76,4 +77,5 @@ __all__ = [
     "WorkerInfo",
     "WorkerProcesses",
     "parse_servers",
+    "tls_context",
 ]

@@ -12,29 +12,39 @@ import os
 import random
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DEFAULT_PORT = 4730
 
 
+#: Prefixes that mark a server spoken to over TLS (``tls://host:port``).
+TLS_SCHEMES = ("tls://", "ssl://")
+
+
 @dataclass(frozen=True, slots=True)
 class Address:
-    """One server endpoint."""
+    """One server endpoint; ``tls``: its port speaks TLS (written ``tls://host:port``)."""
 
     host: str
     port: int = DEFAULT_PORT
+    tls: bool = False
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        text = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return "tls://" + text if self.tls else text
 
 
 def parse_address(spec: str) -> Address:
-    """``host``, ``host:port``, ``[v6]:port`` or ``:port`` -> Address.
+    """``host``, ``host:port``, ``[v6]:port`` or ``:port`` -> Address; any of them may
+    start with ``tls://`` (or ``ssl://``) for a server whose port speaks TLS.
 
     Raises:
         ValueError: the port is not a number in 1..65535, or the spec is empty.
     """
     spec = spec.strip()
+    scheme = next((s for s in TLS_SCHEMES if spec.lower().startswith(s)), None)
+    if scheme is not None:
+        return replace(parse_address(spec[len(scheme):]), tls=True)
     if not spec:
         raise ValueError("empty server address")
     host, port_text = spec, ""

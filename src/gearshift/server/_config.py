@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gearshift.broker._queue_limits import QueueLimit
 from gearshift.broker._retry import RetryPolicy
 from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
+
+if TYPE_CHECKING:
+    from gearshift.server._tls import TlsConfig
 
 DEFAULT_PORT: Final = 4730
 
@@ -62,6 +65,8 @@ class ServerConfig:
         retry: ``--retry`` policies, in the order given.
         max_queue: ``--max-queue`` caps, in the order given.
         max_connections: open connections beyond which new ones are closed (0 = no limit).
+        tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
+            None: the port speaks plaintext.
     """
 
     listen: tuple[str, ...] = ()
@@ -96,3 +101,4 @@ class ServerConfig:
     retry: tuple[RetryPolicy, ...] = ()
     max_queue: tuple[QueueLimit, ...] = ()
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    tls: TlsConfig | None = None

@@ -28,6 +28,7 @@ from gearshift.server._server import (
     remove_pid_file,
     write_pid_file,
 )
+from gearshift.server._tls import server_context
 
 log = logging.getLogger("gearshift.server")
 
@@ -160,6 +161,8 @@ def run(config: ServerConfig) -> int:
         factory = loop_factory(config.loop)
         user = lookup_user(config.user) if config.user else None
         set_limits(config.file_descriptors, config.coredump)
+        if config.tls is not None:
+            server_context(config.tls)  # bad TLS files: said here, before detaching
         logs = ReopenableLog(config.log_file, level, syslog=config.syslog)
     except StartupError as exc:
         print(f"gearshift: {exc}", file=sys.stderr)
@@ -180,5 +183,10 @@ def _absolute_paths(config: ServerConfig) -> ServerConfig:
     if log_file not in ("stderr", "none"):
         log_file = os.path.abspath(log_file)
     pid_file = os.path.abspath(config.pid_file) if config.pid_file else None
+    tls = config.tls
+    if tls is not None:
+        tls = dataclasses.replace(
+            tls, certificate=os.path.abspath(tls.certificate), key=os.path.abspath(tls.key),
+            ca_file=os.path.abspath(tls.ca_file) if tls.ca_file else None)
     return dataclasses.replace(config, log_file=log_file, pid_file=pid_file,
-                               data_dir=os.path.abspath(config.data_dir))
+                               data_dir=os.path.abspath(config.data_dir), tls=tls)

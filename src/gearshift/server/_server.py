@@ -21,6 +21,7 @@ from typing import Any, cast
 from gearshift.broker import Broker, BrokerConfig, QueueLimits, RetryPolicies
 from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._durable import DurableStore, open_durable
+from gearshift.server._tls import server_context
 from gearshift.server._wire import Pump
 
 log = logging.getLogger("gearshift.server")
@@ -69,6 +70,11 @@ class Server:
 
     async def start(self) -> None:
         """Open the store, replay it, then listen. Raises StartupError with a reason."""
+        # TLS files first: a wrong one must stop startup before the store is touched.
+        tls: dict[str, Any] = {}
+        if self.config.tls is not None:
+            tls = {"ssl": server_context(self.config.tls),
+                   "ssl_handshake_timeout": self.config.tls.handshake_timeout}
         self._loop = self.pump.loop = asyncio.get_running_loop()
         self._accept_errors = AcceptErrorLog(self._loop.get_exception_handler())
         self._loop.set_exception_handler(self._accept_errors)
@@ -82,7 +88,7 @@ class Server:
                 srv = await self._loop.create_server(
                     cast(Callable[[], asyncio.BaseProtocol], self.pump.connection),
                     host=host, port=self.config.port,
-                    backlog=self.config.backlog, reuse_address=True,
+                    backlog=self.config.backlog, reuse_address=True, **tls,
                 )
                 self._servers.append(srv)
         except OSError as exc:
@@ -94,7 +100,8 @@ class Server:
             ) from exc
         for srv in self._servers:
             for sock in srv.sockets:
-                log.info("listening on %s", sock.getsockname()[:2])
+                log.info("listening on %s%s", sock.getsockname()[:2],
+                         " (TLS only)" if tls else "")
         # Replayed jobs' epoch and retry times, schedules and kept outcomes need the
         # timer armed now, not when the first connection sends something.
         self.pump.after_batch()

@@ -21,13 +21,16 @@ from gearshift.testing._servers import (
     free_port,
     gearmand_path,
 )
+from gearshift.testing._tls import TlsFiles, make_tls_files
 from gearshift.testing._waiting import wait_until
 
 __all__ = [
     "GearmandServer",
     "GearshiftServer",
     "ServerProcess",
+    "TlsFiles",
     "free_port",
     "gearmand_path",
+    "make_tls_files",
     "wait_until",
 ]

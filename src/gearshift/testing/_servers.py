@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,9 +32,22 @@ def gearmand_path() -> str | None:
     )
 
 
-def _answers_version(host: str, port: int) -> bool:
+def _connect(host: str, port: int, timeout: float,
+             tls: ssl.SSLContext | None = None) -> socket.socket:
+    """A connection to the server, TLS when ``tls`` is given (the handshake done)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if tls is None:
+        return sock
     try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _answers_version(host: str, port: int, tls: ssl.SSLContext | None = None) -> bool:
+    try:
+        with _connect(host, port, 0.5, tls) as sock:
             sock.sendall(b"version\n")
             sock.settimeout(0.5)
             return sock.recv(64).startswith(b"OK")
@@ -41,10 +55,10 @@ def _answers_version(host: str, port: int) -> bool:
         return False
 
 
-def _connection_count(host: str, port: int) -> int:
+def _connection_count(host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
     """Connections the admin ``workers`` command lists (this one included); -1 on error."""
     try:
-        with socket.create_connection((host, port), timeout=1.0) as sock:
+        with _connect(host, port, 1.0, tls) as sock:
             sock.sendall(b"workers\n")
             reply = b""
             while not reply.endswith(b".\n") and len(reply) < 65536:
@@ -71,7 +85,11 @@ class ServerProcess:
     Attributes:
         host, port: where it listens. ``address`` is ``"host:port"``.
         workdir: a private temporary directory (log file, pid file, data dir).
+        tls: the client context the readiness probes use when the port speaks TLS
+            (``--ssl``); None for a plaintext port.
     """
+
+    tls: ssl.SSLContext | None = None
 
     name = "server"
 
@@ -119,7 +137,7 @@ class ServerProcess:
                     f"{self.name} exited with {self.proc.returncode} during startup:\n"
                     + self.read_log()
                 )
-            if _answers_version(self.host, self.port):
+            if _answers_version(self.host, self.port, self.tls):
                 self._settle(deadline)
                 return self
             time.sleep(0.02)
@@ -136,7 +154,7 @@ class ServerProcess:
         """
         until = min(deadline, time.monotonic() + 3.0)
         while time.monotonic() < until:
-            if _connection_count(self.host, self.port) <= 1:
+            if _connection_count(self.host, self.port, self.tls) <= 1:
                 return
             time.sleep(0.05)
 

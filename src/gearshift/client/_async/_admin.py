@@ -15,6 +15,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -30,6 +31,7 @@ from gearshift.client._errors import (
 )
 from gearshift.client._models import JobOutcome, Priority, Schedule
 from gearshift.client._servers import Address, parse_servers
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import RES, PacketReader, ProtocolError
 from gearshift.protocol._admin import (
     END,
@@ -55,11 +57,14 @@ class AsyncAdminClient:
 
     Every method raises :class:`AdminError` on an ``ERR`` reply, GearmanTimeout after
     ``timeout`` seconds, and ConnectionFailed/ConnectionLost on socket trouble.
+    ``ssl``: connect with TLS, as for the client (an ``ssl.SSLContext`` or True).
     """
 
-    def __init__(self, server: str | Address | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(self, server: str | Address | None = None, *, timeout: float = 10.0,
+                 ssl: SSLContext | bool | None = None) -> None:
         self.address = parse_servers(None if server is None else [server])[0]
         self.timeout = timeout
+        self._tls = TlsChoice(ssl, [self.address])(self.address)
         self._stream: AsyncStream | None = None
         self._parser = PacketReader(expect=RES, allow_text=True)
         self._lines: deque[bytes] = deque()
@@ -216,7 +221,7 @@ class AsyncAdminClient:
         if self._stream is None:
             try:
                 self._stream = await open_stream(self.address.host, self.address.port,
-                                                 time.monotonic() + self.timeout)
+                                                 time.monotonic() + self.timeout, self._tls)
             except OSError as exc:
                 raise ConnectionFailed(f"cannot connect to {self.address}: {exc}") from exc
         try:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,6 +47,7 @@ from gearshift.client._models import (
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._protocol import ClientProtocol, Reply
 from gearshift.client._servers import Address, Backoff, Selector, parse_servers
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import PacketType as P
 from gearshift.protocol import ProtocolError
 
@@ -109,18 +111,22 @@ class AsyncClient:
         exceptions: ask servers to forward WORK_EXCEPTION (raised as JobException);
             without it a job that raised arrives as a plain WORK_FAIL (JobFailed).
         timeout: default for every wait, in seconds (None: wait as long as it takes).
-        connect_timeout: per connection attempt.
+        connect_timeout: per connection attempt (TLS handshake included).
+        ssl: connect with TLS: an ``ssl.SSLContext``, or True for one built like
+            libgearman's (``$GEARMAND_CA_CERTIFICATE``, ``$GEARMAN_CLIENT_PEM``,
+            ``$GEARMAN_CLIENT_KEY``; see :func:`gearshift.client.tls_context`).
     """
 
     def __init__(self, servers: str | Sequence[str | Address] | None = None, *,
                  exceptions: bool = True, timeout: float | None = None,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, ssl: SSLContext | bool | None = None) -> None:
         self._links = [AsyncServerLink(a) for a in parse_servers(servers)]
         self._selector = Selector(len(self._links))
         self._io = AsyncLock()
         self.exceptions = exceptions
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self._tls = TlsChoice(ssl, self.servers)
         #: background handle -> the server that issued it, newest last
         self._origins: OrderedDict[bytes, Address] = OrderedDict()
 
@@ -278,7 +284,7 @@ class AsyncClient:
         servers = [origin] if origin is not None else self.servers
         timeout = timeout if timeout is not None else self.timeout
         return await read_outcome(servers, handle, wait,
-                                  ADMIN_TIMEOUT if timeout is None else timeout)
+                                  ADMIN_TIMEOUT if timeout is None else timeout, self._tls)
 
     async def echo(self, data: Any = b"ping", timeout: float | None = None) -> bytes:
         """ECHO_REQ to the first server; returns the echoed bytes."""
@@ -305,7 +311,8 @@ class AsyncClient:
         await link.connecting.acquire(time.monotonic() + self.connect_timeout)
         try:
             if link.conn is None:
-                conn = await AsyncConnection.open(link.address, self.connect_timeout)
+                conn = await AsyncConnection.open(link.address, self.connect_timeout,
+                                                  self._tls(link.address))
                 protocol = ClientProtocol()
                 if self.exceptions:
                     data, _ = protocol.request(P.OPTION_REQ, P.OPTION_RES, b"exceptions")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from ssl import SSLContext
 
 from gearshift.client._backends.asyncio_ import AsyncStream, open_stream
 from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
@@ -30,11 +31,13 @@ class AsyncConnection:
         return f"<{type(self).__name__} {self.address}>"
 
     @classmethod
-    async def open(cls, address: Address, timeout: float | None) -> AsyncConnection:
-        """Connect, translating socket errors into ConnectionFailed."""
+    async def open(cls, address: Address, timeout: float | None,
+                   tls: SSLContext | None = None) -> AsyncConnection:
+        """Connect (over TLS with ``tls``), translating socket and TLS errors (a refused
+        certificate is an ssl.SSLError, an OSError) into ConnectionFailed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            stream = await open_stream(address.host, address.port, deadline)
+            stream = await open_stream(address.host, address.port, deadline, tls)
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {address}: {exc}") from exc
         return cls(address, stream)

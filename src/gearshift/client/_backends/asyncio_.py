@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from ssl import SSLContext
 from typing import Any
 
 from gearshift.client._cancel import Cancellation, JobCancelled, timeout_reason
@@ -55,10 +56,14 @@ class AsyncStream:
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
 
 
-async def open_stream(host: str, port: int, deadline: float | None) -> AsyncStream:
+async def open_stream(host: str, port: int, deadline: float | None,
+                      tls: SSLContext | None = None) -> AsyncStream:
+    """Connect (and with ``tls``, complete the TLS handshake) before ``deadline``."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                remaining(deadline))
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls,
+                                    server_hostname=host if tls is not None else None),
+            remaining(deadline))
     except TimeoutError as exc:
         raise GearmanTimeout(f"timed out connecting to {host}:{port}") from exc
     sock = writer.get_extra_info("socket")

@@ -9,9 +9,11 @@ import select
 import selectors
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
+from ssl import SSLContext
 from types import FrameType
 from typing import Any
 
@@ -57,6 +59,10 @@ class Stream:
     def write(self, data: bytes) -> None:
         self._sock.sendall(data)
 
+    def buffered(self) -> bool:
+        """Whether bytes were received but not yet read (only TLS holds any)."""
+        return False
+
     def abort(self) -> None:
         """Shut the socket down, waking a reader blocked in another thread."""
         with contextlib.suppress(OSError):
@@ -66,23 +72,96 @@ class Stream:
         self._sock.close()
 
 
-def open_stream(host: str, port: int, deadline: float | None) -> Stream:
+class TlsStream(Stream):
+    """One TLS connection: a non-blocking SSLSocket whose every SSL call holds a lock.
+
+    OpenSSL forbids using one connection from two threads at once (a read in one thread
+    and a write in another can crash the process), and a shared Client reads in one
+    thread while another writes a request. A blocking read under a lock would make every
+    writer wait for a reply, so the socket is non-blocking: each SSL call holds the lock
+    only for its own short work, and the waiting (for bytes, or for room to write) is
+    done outside it with poll().
+    """
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        super().__init__(sock)
+        self._tls = sock
+        self._lock = threading.Lock()
+        sock.setblocking(False)
+
+    def read(self, deadline: float | None) -> bytes:
+        while True:
+            with self._lock:
+                try:
+                    return self._tls.recv(READ_SIZE)
+                except ssl.SSLWantReadError:
+                    events = select.POLLIN
+                except ssl.SSLWantWriteError:
+                    events = select.POLLOUT
+                except ssl.SSLZeroReturnError:  # the server's close_notify
+                    return b""
+            if not wait_for(self._tls, events, remaining(deadline)):
+                raise GearmanTimeout("timed out waiting for the server")
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            with self._lock:
+                try:
+                    view = view[self._tls.send(view):]
+                    continue
+                except ssl.SSLWantWriteError:
+                    events = select.POLLOUT
+                except ssl.SSLWantReadError:
+                    events = select.POLLIN
+            wait_for(self._tls, events, None)
+
+    def buffered(self) -> bool:
+        return self._tls.pending() > 0
+
+    def abort(self) -> None:
+        # socket.shutdown, not SSLSocket.shutdown: the latter also drops the SSL object,
+        # under the feet of the reader this is meant to wake.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self._tls, socket.SHUT_RDWR)
+
+
+def open_stream(host: str, port: int, deadline: float | None,
+                tls: SSLContext | None = None) -> Stream:
+    """Connect (and with ``tls``, complete the TLS handshake) before ``deadline``."""
     try:
         sock = socket.create_connection((host, port), timeout=remaining(deadline))
     except TimeoutError as exc:
         raise GearmanTimeout(f"timed out connecting to {host}:{port}") from exc
-    sock.settimeout(None)  # blocking from here on; reads wait with wait_readable()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return Stream(sock)
+    if tls is None:
+        sock.settimeout(None)  # blocking from here on; reads wait with wait_readable()
+        return Stream(sock)
+    try:
+        sock.settimeout(remaining(deadline))
+        return TlsStream(tls.wrap_socket(sock, server_hostname=host))
+    except TimeoutError as exc:
+        sock.close()
+        raise GearmanTimeout(f"timed out in the TLS handshake with {host}:{port}") from exc
+    except BaseException:
+        sock.close()
+        raise
 
 
 def wait_readable(sock: socket.socket, timeout: float) -> bool:
     """Whether ``sock`` has bytes (or EOF) within ``timeout`` seconds."""
+    return wait_for(sock, select.POLLIN, timeout)
+
+
+def wait_for(sock: socket.socket, events: int, timeout: float | None) -> bool:
+    """Whether ``sock`` is ready for ``events`` (POLLIN/POLLOUT) within ``timeout`` s."""
     if _poll is None:  # platforms without poll(): select() (fds < FD_SETSIZE only)
-        return bool(select.select([sock], [], [], timeout)[0])
+        rlist = [sock] if events & select.POLLIN else []
+        wlist = [sock] if events & select.POLLOUT else []
+        return any(select.select(rlist, wlist, [], timeout)[:2])
     poller = _poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(timeout * 1000.0))
+    poller.register(sock, events)
+    return bool(poller.poll(None if timeout is None else timeout * 1000.0))
 
 
 _poll = getattr(select, "poll", None)
@@ -98,15 +177,17 @@ def read_any(streams: Sequence[Stream],
             raise
         except OSError as exc:
             return [(0, exc)]
-    with selectors.DefaultSelector() as selector:
-        for i, stream in enumerate(streams):
-            selector.register(stream.socket, selectors.EVENT_READ, i)
-        ready = selector.select(remaining(deadline))
-    if not ready:
+    # TLS may hold decrypted bytes the socket no longer signals: read those first.
+    indexes = [i for i, stream in enumerate(streams) if stream.buffered()]
+    if not indexes:
+        with selectors.DefaultSelector() as selector:
+            for i, stream in enumerate(streams):
+                selector.register(stream.socket, selectors.EVENT_READ, i)
+            indexes = [key.data for key, _ in selector.select(remaining(deadline))]
+    if not indexes:
         raise GearmanTimeout("timed out waiting for the servers")
     out: list[tuple[int, bytes | OSError]] = []
-    for key, _ in ready:
-        index: int = key.data
+    for index in indexes:
         try:
             out.append((index, streams[index].read(None)))
         except OSError as exc:

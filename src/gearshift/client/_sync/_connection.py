@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from ssl import SSLContext
 
 from gearshift.client._backends.sync_ import Stream, open_stream
 from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
@@ -31,11 +32,13 @@ class Connection:
         return f"<{type(self).__name__} {self.address}>"
 
     @classmethod
-    def open(cls, address: Address, timeout: float | None) -> Connection:
-        """Connect, translating socket errors into ConnectionFailed."""
+    def open(cls, address: Address, timeout: float | None,
+                   tls: SSLContext | None = None) -> Connection:
+        """Connect (over TLS with ``tls``), translating socket and TLS errors (a refused
+        certificate is an ssl.SSLError, an OSError) into ConnectionFailed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            stream = open_stream(address.host, address.port, deadline)
+            stream = open_stream(address.host, address.port, deadline, tls)
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {address}: {exc}") from exc
         return cls(address, stream)

@@ -31,6 +31,7 @@ from gearshift.client._errors import (
 )
 from gearshift.client._models import JobOutcome
 from gearshift.client._servers import Address
+from gearshift.client._tls import TlsChoice
 
 from ._admin import AdminClient
 
@@ -39,7 +40,7 @@ LAST_POLL = 0.5
 
 
 def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: float | None,
-                       timeout: float) -> JobOutcome:
+                       timeout: float, tls: TlsChoice | None = None) -> JobOutcome:
     """The job's outcome from the first server that knows ``handle``; with ``wait``,
     polled until it ended or ``wait`` seconds passed (then the unfinished state).
 
@@ -48,7 +49,8 @@ def read_outcome(servers: Sequence[Address], handle: str | bytes, wait: float | 
         ConnectionFailed: no server answered at all.
     """
     handle = handle_word(handle)  # garbage is unknown everywhere: no need to ask
-    admins = [AdminClient(address, timeout=timeout) for address in servers]
+    admins = [AdminClient(address, timeout=timeout, ssl=tls(address) if tls else None)
+              for address in servers]
     try:
         admin, outcome = _ask_each(admins, handle)
         if wait is None:

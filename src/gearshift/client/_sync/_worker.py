@@ -27,6 +27,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from ssl import SSLContext
 from typing import Any
 
 from gearshift.client._backends.sync_ import (
@@ -41,6 +42,7 @@ from gearshift.client._cancel import Cancellation, JobCancelled
 from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._servers import Address, Backoff, parse_address, parse_servers
+from gearshift.client._tls import TlsChoice
 from gearshift.protocol import ErrorCode, Packet, encode_request
 from gearshift.protocol import PacketType as P
 
@@ -159,13 +161,14 @@ class Worker:
             did not ask for exceptions, and some clients (Perl Gearman::Client) reject
             that trailing NUL, so libgearman workers send bare WORK_FAIL. True: always
             WORK_EXCEPTION; False: always bare WORK_FAIL.
-        connect_timeout: per connection attempt.
+        connect_timeout: per connection attempt (TLS handshake included).
+        ssl: connect with TLS, as for the client (an ``ssl.SSLContext`` or True).
     """
 
     def __init__(self, servers: str | Sequence[str | Address] | None = None, *,
                  client_id: str | None = None, concurrency: int = 1,
                  exceptions: bool | None = None,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, ssl: SSLContext | bool | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.servers = parse_servers(servers)
@@ -173,6 +176,7 @@ class Worker:
         self.concurrency = concurrency
         self.exceptions = exceptions
         self.connect_timeout = connect_timeout
+        self._tls = TlsChoice(ssl, self.servers)
         self.jobs_done = 0
         self.jobs_failed = 0
         self._after_job: Callable[[Worker], object] | None = None
@@ -286,7 +290,8 @@ class Worker:
         backoff = Backoff()
         while not self._stopping.is_set():
             try:
-                conn = Connection.open(address, self.connect_timeout)
+                conn = Connection.open(address, self.connect_timeout,
+                                                  self._tls(address))
             except (ConnectionFailed, GearmanTimeout) as exc:
                 log.debug("worker cannot reach %s: %s", address, exc)
                 self._stopping.wait(backoff.failed(time.monotonic()))
