@@ -13,7 +13,7 @@ SUDO=""
 
 log "apt packages"
 # libpq5: psycopg (extra 'test') parses --libpq-conninfo with libpq's own parser.
-APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5"
+APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5 prometheus"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -183,8 +183,7 @@ def test_unreadable_config_file_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["-r", "http"], "no HTTP listener"),
-    (["--http-port", "8080"], "no HTTP listener"),
+    (["-r", "smtp"], "unknown protocol module"),
     (["--ssl"], "no TLS listener"),
     (["--ssl-key", "/etc/ssl/k.pem"], "no TLS listener"),
 ])

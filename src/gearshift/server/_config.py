@@ -62,6 +62,11 @@ class ServerConfig:
         retry: ``--retry`` policies, in the order given.
         max_queue: ``--max-queue`` caps, in the order given.
         max_connections: open connections beyond which new ones are closed (0 = no limit).
+        http_port: the HTTP listener's port (metrics, JSON API, gearmand's HTTP protocol,
+            health); None = no HTTP listener. See gearshift/http/.
+        http_listen: addresses of the HTTP listener; empty = the same as ``listen``.
+        http_protocol: gearmand's HTTP protocol (``-r http``) is on: ``POST /FUNCTION``
+            (and GET, PUT, HEAD) on any path gearshift does not use itself submits a job.
     """
 
     listen: tuple[str, ...] = ()
@@ -96,3 +101,6 @@ class ServerConfig:
     retry: tuple[RetryPolicy, ...] = ()
     max_queue: tuple[QueueLimit, ...] = ()
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    http_port: int | None = None
+    http_listen: tuple[str, ...] = ()
+    http_protocol: bool = False
