@@ -129,9 +129,12 @@ async def submit(pump: Pump, request: web.Request, function: bytes,
         transport.close()
     # ERROR: gearmand puts the error code where the handle goes.
     answer = {"X-Gearman-Job-Handle": fields[0].decode("utf-8", "replace")}
-    if request.method != "HEAD":
-        answer["X-Gearman-Command"] = _ANSWERS[ptype]
     body = fields[1] if ptype == P.WORK_COMPLETE else b""
+    if request.method == "HEAD":
+        # gearmand: no command header; Content-Length is the result's, without the body.
+        answer["Content-Length"] = str(len(body))
+        return web.Response(status=200, headers=answer)
+    answer["X-Gearman-Command"] = _ANSWERS[ptype]
     return web.Response(status=200, body=body, headers=answer)
 
 
