@@ -132,3 +132,29 @@ def test_bare_r_http_means_gearmands_port_8080() -> None:
     config = config_from_args(parser.parse_args(["serve", "--http-port", "9000"]))
     assert (config.http_port, config.http_protocol) == (9000, False)
     assert config_from_args(parser.parse_args(["serve"])).http_port is None
+
+
+def test_sigterm_while_an_http_request_waits_for_a_worker() -> None:
+    """A foreground HTTP submission nobody can run does not hold up shutdown: SIGTERM
+    ends the server (exit 0, not the SIGKILL that stop() falls back to) and the HTTP
+    connection is closed."""
+    proc = HttpServer().start()
+    try:
+        waiting = socket.create_connection(("127.0.0.1", proc.http_port), timeout=20)
+        waiting.sendall(b"POST /nobody HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+        assert call(proc.http_port, "GET", "/readyz").status == 200  # the request is in
+        assert proc.stop(timeout=15) == 0
+        assert waiting.recv(1000) == b""
+        waiting.close()
+    finally:
+        proc.__exit__(None, None, None)
+
+
+def test_http_submissions_count_against_max_connections() -> None:
+    with HttpServer(extra_args=("-r", "http", "--max-connections", "1")) as proc, \
+            socket.create_connection(("127.0.0.1", proc.port)) as gearman:
+        gearman.sendall(b"version\n")
+        assert gearman.recv(64).startswith(b"OK")  # the one connection allowed
+        refused = call(proc.http_port, "POST", "/f", b"x", {"X-Gearman-Background": "true"})
+        assert refused.status == 503
+        assert refused.body == b"too many connections (--max-connections)\n"
