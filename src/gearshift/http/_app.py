@@ -127,7 +127,7 @@ class HttpListener:
         return web.Response(text="ready\n")
 
     async def render_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(),
+        return web.Response(body=await self.metrics.render(),
                             headers={"Content-Type": "text/plain; version=0.0.4; "
                                                      "charset=utf-8"})
 
