@@ -113,3 +113,18 @@ def test_dead_letters_retry_and_purge(fname: Callable[[str], str]) -> None:
         assert get(proc, "/api/dead") == []
         post(proc, "/api/dead/purge", {"everything": True}, status=400)
         assert post(proc, "/api/dead/purge", {"all": True}) == {"purge": 0}
+
+
+def test_dead_letters_are_paged(fname: Callable[[str], str]) -> None:
+    name = fname("dies")
+    with HttpServer(extra_args=("--retry", f"{name}=1")) as proc, \
+            Client([proc.address], timeout=10) as client:
+        with working(proc.address, {name: _fail}):
+            for i in range(3):
+                client.submit_background(name, b"%d" % i)
+            everything = _dead(proc, name, 3)
+        page = get(proc, f"/api/dead?function={name}&offset=1&limit=1")
+        assert page == everything[1:2]
+        assert call(proc.http_port, "GET", "/api/dead?limit=5000").status == 400
+        assert call(proc.http_port, "GET", "/api/dead?offset=x").json() == \
+            {"error": "offset and limit must be whole numbers"}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any, Final
@@ -131,10 +132,14 @@ class OutcomeCommands:
         outcome = self.broker.outcomes.get(handle)
         return None if outcome is None else outcome_json(outcome)
 
-    def dead_records(self, function: bytes | None = None) -> list[dict[str, Any]]:
-        """The dead letters (of ``function``, if given), oldest first."""
-        return [outcome_json(o) for o in self.broker.outcomes.dead.values()
-                if function is None or o.function == function]
+    def dead_records(self, function: bytes | None = None, offset: int = 0,
+                     limit: int | None = None) -> list[dict[str, Any]]:
+        """The dead letters (of ``function``, if given), oldest first; ``limit`` of them
+        from ``offset`` on (records are built for those only)."""
+        letters = (o for o in self.broker.outcomes.dead.values()
+                   if function is None or o.function == function)
+        stop = None if limit is None else offset + limit
+        return [outcome_json(o) for o in itertools.islice(letters, offset, stop)]
 
     def dead(self, words: list[bytes]) -> bytes:
         if len(words) > 2:

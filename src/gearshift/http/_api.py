@@ -25,7 +25,7 @@ from gearshift.broker._model import PRIORITY_NAMES, QUEUED, Function, Job
 if TYPE_CHECKING:
     from gearshift.server._server import Server
 
-#: Most jobs one ``/api/functions/{name}/jobs`` page lists (``?limit=``; default 100).
+#: Most records one page lists (``?limit=``, default 100): jobs of a function, dead letters.
 MAX_PAGE: Final = 1000
 
 
@@ -114,13 +114,7 @@ class Api:
         state = request.query.get("state", "queued")
         if state not in ("queued", "running"):
             return _error(400, "state must be 'queued' or 'running'")
-        try:
-            offset = int(request.query.get("offset", "0"))
-            limit = int(request.query.get("limit", "100"))
-        except ValueError:
-            return _error(400, "offset and limit must be whole numbers")
-        if offset < 0 or not 0 < limit <= MAX_PAGE:
-            return _error(400, f"offset must be >= 0 and limit 1..{MAX_PAGE}")
+        offset, limit = _page(request)
         jobs = _queued(func) if state == "queued" else _running(func)
         page = [job_json(j) for j in itertools.islice(jobs, offset, offset + limit)]
         return _json({"function": _text(func.name), "state": state, "offset": offset,
@@ -141,8 +135,10 @@ class Api:
 
     async def dead(self, request: web.Request) -> web.Response:
         function = request.query.get("function")
+        offset, limit = _page(request)
         return _json(self.outcomes.dead_records(
-            None if function is None else function.encode("utf-8", "surrogateescape")))
+            None if function is None else function.encode("utf-8", "surrogateescape"),
+            offset, limit))
 
     async def schedules(self, request: web.Request) -> web.Response:
         return _json([schedule_json(s) for s in self.broker.schedules.schedules.values()])
@@ -210,6 +206,22 @@ class Api:
         if isinstance(handles, list) and all(isinstance(h, str) for h in handles):
             return [h.encode() for h in handles]
         return None
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    """``?offset=&limit=`` (default 0 and 100); HTTP 400 when out of range."""
+    try:
+        offset = int(request.query.get("offset", "0"))
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({
+            "error": "offset and limit must be whole numbers"}),
+            content_type="application/json") from None
+    if offset < 0 or not 0 < limit <= MAX_PAGE:
+        raise web.HTTPBadRequest(text=json.dumps({
+            "error": f"offset must be >= 0 and limit 1..{MAX_PAGE}"}),
+            content_type="application/json")
+    return offset, limit
 
 
 async def _body(request: web.Request) -> Any:
