@@ -158,3 +158,30 @@ def test_http_submissions_count_against_max_connections() -> None:
         refused = call(proc.http_port, "POST", "/f", b"x", {"X-Gearman-Background": "true"})
         assert refused.status == 503
         assert refused.body == b"too many connections (--max-connections)\n"
+
+
+def test_a_failing_handler_answers_500_without_a_traceback() -> None:
+    """The application as the server builds it, served by aiohttp on a loopback port,
+    with one more route whose handler raises: the answer is a bare 500."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gearshift.http._app import HttpListener
+    from gearshift.server._config import ServerConfig
+    from gearshift.server._server import Server
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug with a secret in it")
+
+    async def scenario() -> tuple[int, str]:
+        app = HttpListener(Server(ServerConfig(store="memory", http_port=0))).application()
+        app.router.add_get("/broken", broken)
+        async with TestClient(TestServer(app)) as client:
+            reply = await client.get("/broken")
+            return reply.status, await reply.text()
+
+    status, body = asyncio.run(scenario())
+    assert status == 500
+    assert body == "internal server error (see the server log)\n"
