@@ -13,7 +13,9 @@ SUDO=""
 
 log "apt packages"
 # libpq5: psycopg (extra 'test') parses --libpq-conninfo with libpq's own parser.
-APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5 openssl"
+# openssl: the TLS tests' certificates; prometheus: its promtool checks /metrics;
+# chromium + chromium-driver: the dashboard's browser test (tests/web).
+APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5 openssl prometheus chromium chromium-driver"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
@@ -24,6 +26,8 @@ if [ -n "$missing" ]; then
 fi
 # Debian starts a gearmand service on install; tests start their own on free ports.
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop gearman-job-server 2>/dev/null || true; fi
+# Likewise the prometheus service (only promtool is wanted).
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop prometheus 2>/dev/null || true; fi
 
 log "services (PostgreSQL, MariaDB, Redis)"
 bash scripts/services.sh

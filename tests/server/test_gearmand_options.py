@@ -183,8 +183,7 @@ def test_unreadable_config_file_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["-r", "http"], "no HTTP listener"),
-    (["--http-port", "8080"], "no HTTP listener"),
+    (["-r", "smtp"], "unknown protocol module"),
 ])
 def test_features_gearshift_lacks_refuse_to_start(args: list[str], expected: str) -> None:
     result = _serve(*args, "--store", "memory", "-p", str(free_port()), "-L", "127.0.0.1")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any, Final
@@ -118,51 +119,72 @@ class OutcomeCommands:
     def result(self, words: list[bytes]) -> bytes:
         if len(words) != 2:
             return _err(b"INVALID_ARGUMENTS", "usage: result HANDLE")
-        handle = words[1]
+        record = self.lookup(words[1])
+        if record is None:
+            return b"ERR UNKNOWN_JOB\r\n"
+        return b"OK " + _line(record) + b"\n"
+
+    def lookup(self, handle: bytes) -> dict[str, Any] | None:
+        """A live job's or a kept outcome's record (``result``, and the HTTP API)."""
         job = self.broker.jobs.get(handle)
         if job is not None:
-            return b"OK " + _line(job_json(job)) + b"\n"
+            return job_json(job)
         outcome = self.broker.outcomes.get(handle)
-        if outcome is None:
-            return b"ERR UNKNOWN_JOB\r\n"
-        return b"OK " + _line(outcome_json(outcome)) + b"\n"
+        return None if outcome is None else outcome_json(outcome)
+
+    def dead_records(self, function: bytes | None = None, offset: int = 0,
+                     limit: int | None = None) -> list[dict[str, Any]]:
+        """The dead letters (of ``function``, if given), oldest first; ``limit`` of them
+        from ``offset`` on (records are built for those only)."""
+        letters = (o for o in self.broker.outcomes.dead.values()
+                   if function is None or o.function == function)
+        stop = None if limit is None else offset + limit
+        return [outcome_json(o) for o in itertools.islice(letters, offset, stop)]
 
     def dead(self, words: list[bytes]) -> bytes:
         if len(words) > 2:
             return _err(b"INVALID_ARGUMENTS", "usage: dead [FUNCTION]")
         wanted = words[1] if len(words) == 2 else None
-        lines = [_line(outcome_json(o)) + b"\n" for o in self.broker.outcomes.dead.values()
-                 if wanted is None or o.function == wanted]
-        return b"".join(lines) + END
+        return b"".join(_line(r) + b"\n" for r in self.dead_records(wanted)) + END
 
     def _dead_handles(self, words: list[bytes]) -> list[bytes] | None:
         """The dead letters ``retry dead ...`` / ``purge dead ...`` name, or None."""
         if len(words) < 3 or words[1].lower() != b"dead":
             return None
-        dead = self.broker.outcomes.dead
         if len(words) == 3 and words[2].lower() == b"all":
-            return list(dead)
+            return self.select_dead()
         if len(words) == 4 and words[2].lower() == b"function":
-            return [h for h, o in dead.items() if o.function == words[3]]
+            return self.select_dead(function=words[3])
         if len(words) == 3:
             return [words[2]]
         return None
 
+    def select_dead(self, function: bytes | None = None) -> list[bytes]:
+        """Handles of every dead letter, or of ``function``'s."""
+        dead = self.broker.outcomes.dead
+        if function is None:
+            return list(dead)
+        return [h for h, o in dead.items() if o.function == function]
+
+    def act_on_dead(self, verb: bytes, handles: list[bytes]) -> int:
+        """``retry`` or ``purge`` each dead letter named; how many there were."""
+        action = self.broker.retry_dead if verb == b"retry" else self.broker.purge_dead
+        return sum(action(h) for h in handles)
+
     def retry(self, words: list[bytes]) -> bytes:
-        return self._on_dead(words, b"retry", self.broker.retry_dead)
+        return self._on_dead(words, b"retry")
 
     def purge(self, words: list[bytes]) -> bytes:
-        return self._on_dead(words, b"purge", self.broker.purge_dead)
+        return self._on_dead(words, b"purge")
 
-    def _on_dead(self, words: list[bytes], verb: bytes,
-                 action: Callable[[bytes], bool]) -> bytes:
-        """``VERB dead HANDLE|all|function F``: apply ``action`` to each dead letter named;
+    def _on_dead(self, words: list[bytes], verb: bytes) -> bytes:
+        """``VERB dead HANDLE|all|function F``: retry or purge each dead letter named;
         ``OK <count>``, or ERR UNKNOWN_JOB for one handle that is not a dead letter."""
         handles = self._dead_handles(words)
         if handles is None:
             return _err(b"INVALID_ARGUMENTS",
                         f"usage: {verb.decode()} dead HANDLE|all|function FUNCTION")
-        done = sum(action(h) for h in handles)
+        done = self.act_on_dead(verb, handles)
         if len(words) == 3 and words[2].lower() != b"all" and not done:
             return b"ERR UNKNOWN_JOB\r\n"
         return b"OK %d\n" % done

@@ -252,6 +252,7 @@ class Broker(WorkerDispatch):
             self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full"))
             return
         job = Job(func, unique, data, priority, background)
+        func.submitted += 1
         self.jobs.add(job)
         handle = job.handle
         if background or self.trace:
@@ -374,7 +375,9 @@ class Broker(WorkerDispatch):
         # _finish(), inlined: this runs once per job.
         peer.held.discard(job)
         job.worker = None
-        job.function.running -= 1
+        func = job.function
+        func.running -= 1
+        func.completed += 1
         if job.stored and self.store is not None:
             self.store.remove(job)
         job.state = DONE

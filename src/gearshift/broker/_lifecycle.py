@@ -205,6 +205,7 @@ class JobLifecycle(BrokerState):
         if policy is None or failures >= policy.attempts:
             return False
         delay = policy.delay(failures, self.rng)
+        job.function.retried += 1
         job.extras().when = self.clock() + delay
         self._note(logging.INFO,
                    f"job {self._name(job)} failed (attempt {failures} of {policy.attempts}): "
@@ -218,6 +219,7 @@ class JobLifecycle(BrokerState):
         """A background job failed for good (its clients were told): keep it as a dead
         letter, with what it takes to run it again, and forget the live job."""
         more = job.extras()
+        job.function.dead += 1
         outcome = Outcome(job.handle, job.function.name, job.unique, state,
                           reason[:MAX_REASON_BYTES], more.retries, job.submitted,
                           job.started, self.clock(), True, job.data, job.priority,
@@ -240,6 +242,7 @@ class JobLifecycle(BrokerState):
         self._detach(job)
         if job.background and self._retry_later(job, reason):
             return
+        job.function.failed += 1
         for client in job.clients or ():
             self._send(client, exception if exception and client.exceptions else reply)
         if job.background:
@@ -254,12 +257,14 @@ class JobLifecycle(BrokerState):
         self._detach(job)
         if job.background and job.function.retry is not None:
             if not self._retry_later(job, reason):
+                job.function.failed += 1
                 self._fail_clients(job)
                 self._bury(job, DEAD, reason)
             return
         failures = self._count_failure(job, reason)
         limit = self.config.job_retries
         if limit and failures >= limit:
+            job.function.failed += 1
             self._fail_clients(job)
             if job.background:
                 self._bury(job, DEAD, reason + b"; dropped after %d attempts (-j %d)"
@@ -273,6 +278,7 @@ class JobLifecycle(BrokerState):
         if not job.background and not job.clients:
             self._forget(job)  # nobody is waiting for it any more
             return
+        job.function.retried += 1
         self._note(logging.INFO, f"job {self._name(job)} requeued: "
                    f"{reason.decode('utf-8', 'replace')}")
         if job.stored and self.store is not None:

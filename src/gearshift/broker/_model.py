@@ -195,19 +195,28 @@ class Function:
     ``queues`` may hold entries that are no longer queued (cancelled, abandoned by their
     clients); they are skipped when reached. ``queued`` counts only live entries, so the
     admin counts and the "is anything runnable" checks never see the dead ones.
+
+    ``submitted`` / ``completed`` / ``failed`` / ``retried`` / ``dead`` count jobs since
+    the server started, for ``/metrics`` (gearshift/http/_metrics.py): one attribute
+    increment where a job starts or ends, read only when scraped.
     """
 
     __slots__ = (
+        "completed",
+        "dead",
+        "failed",
         "handle_prefix",
         "max_queue",
         "name",
         "payloads",
         "queued",
         "queues",
+        "retried",
         "retry",
         "running",
         "scheduled",
         "sleepers",
+        "submitted",
         "uniques",
         "workers",
     )
@@ -232,6 +241,11 @@ class Function:
         # not by (function, unique) tuples: a million queued unique jobs saved 64 MB.
         self.uniques: dict[bytes, Job] = {}
         self.payloads: dict[bytes, Job] = {}
+        self.submitted = 0  # new jobs (a coalesced submission is not one)
+        self.completed = 0  # WORK_COMPLETE
+        self.failed = 0  # ended failed: WORK_FAIL/WORK_EXCEPTION, or dropped by -j
+        self.retried = 0  # failed attempts run again (retry policy, lost worker)
+        self.dead = 0  # background jobs that became dead letters
 
     def coalescing_index(self, unique: bytes, data: bytes) -> tuple[dict[bytes, Job], bytes]:
         """Where a job with this non-empty unique is indexed for coalescing, and its key:

@@ -5,8 +5,9 @@ Each option either does what gearmand does (``--daemon``, ``--user``, ``--syslog
 ``--config-file``, ``--file-descriptors``, ``--coredump``, the queue table/prefix names,
 ``--libpq-conninfo``), or is a documented no-op where it cannot change anything here
 (``--hashtable-buckets``, ``--store-queue-on-shutdown``), or makes startup fail with the
-reason when gearshift lacks the feature (HTTP): a server that silently does not
-listen where the operator asked is worse than one that does not start.
+reason when gearshift lacks the feature (protocol modules other than ``http``): a
+server that silently does not listen where the operator asked is worse than one that
+does not start.
 """
 
 from __future__ import annotations
@@ -58,23 +59,29 @@ def add_gearmand_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--libmemcached-prefix", default=None, metavar="TEXT",
                    help="memcached key prefix")
     g.add_argument("-r", "--protocol", default=None, metavar="MODULE",
-                   help="gearmand protocol module; gearshift has none (startup fails)")
-    g.add_argument("--http-port", type=int, default=None, metavar="PORT",
-                   help="gearmand's HTTP port; gearshift has no HTTP listener (startup fails)")
+                   help="gearmand protocol module: 'http' opens the HTTP listener (on "
+                        f"--http-port, default {GEARMAND_HTTP_PORT}); no other is known")
 
 
 def refuse_unsupported(args: argparse.Namespace) -> None:
     """Raise ConfigError for gearmand features gearshift lacks, rather than ignore them."""
-    if args.protocol is not None:
-        if args.protocol.lower() == "http":
-            raise ConfigError("-r http: gearshift has no HTTP listener yet; submit jobs over "
-                              "the Gearman protocol (e.g. 'gearshift submit')")
-        raise ConfigError(f"-r {args.protocol}: unknown protocol module (gearmand knows "
-                          "only 'http', which gearshift does not have)")
-    if args.http_port is not None:
-        raise ConfigError(f"--http-port {args.http_port}: gearshift has no HTTP listener yet")
+    if args.protocol is not None and args.protocol.lower() != "http":
+        raise ConfigError(f"-r {args.protocol}: unknown protocol module (gearmand, and "
+                          "gearshift, know only 'http')")
     if args.file_descriptors is not None and args.file_descriptors < 1:
         raise ConfigError(f"--file-descriptors {args.file_descriptors}: must be at least 1")
+
+
+def http_port(args: argparse.Namespace) -> int | None:
+    """The HTTP listener's port: ``--http-port``, or gearmand's 8080 for a bare ``-r http``;
+    None when neither was given (no HTTP listener, as in gearmand without ``-r http``)."""
+    if args.http_port is not None:
+        if not 0 <= args.http_port <= 65535:
+            raise ConfigError(f"--http-port {args.http_port}: not a TCP port")
+        return int(args.http_port)
+    if args.protocol is not None:
+        return GEARMAND_HTTP_PORT
+    return None
 
 
 def with_query(url: str, **options: str | None) -> str:

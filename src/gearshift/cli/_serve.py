@@ -16,6 +16,7 @@ from gearshift.cli._gearmand_options import (
     ConfigError,
     add_gearmand_options,
     conninfo_to_url,
+    http_port,
     merge_config_file,
     refuse_unsupported,
     with_query,
@@ -126,6 +127,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="open connections beyond which new ones are accepted and closed "
                              f"at once (0 = no limit; default {DEFAULT_MAX_CONNECTIONS})")
     add_serve_tls_options(p)
+    http = p.add_argument_group("HTTP listener: metrics, JSON API, gearmand's HTTP protocol "
+                                "(needs the 'http' extra; see docs/operations.md)")
+    http.add_argument("--http-port", type=int, default=None, metavar="PORT",
+                      help="open the HTTP listener on PORT: /metrics, /api/, /healthz, "
+                           "/readyz; with '-r http' (which alone means port 8080, as in "
+                           "gearmand) also gearmand's HTTP protocol: POST /FUNCTION submits")
+    http.add_argument("--http-listen", action="append", default=[], metavar="ADDRESS",
+                      help="address of the HTTP listener (repeatable; default: the same "
+                           "addresses as the Gearman port)")
     add_gearmand_options(p)
     p.set_defaults(func=run_serve, serve_parser=p)
 
@@ -223,6 +233,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_queue=tuple(args.max_queue),
         max_connections=args.max_connections,
         tls=tls_config_from_args(args),
+        http_port=http_port(args),
+        http_listen=tuple(args.http_listen),
+        http_protocol=args.protocol is not None,
         **kwargs,
     )
 

@@ -67,6 +67,11 @@ class ServerConfig:
         max_connections: open connections beyond which new ones are closed (0 = no limit).
         tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
             None: the port speaks plaintext.
+        http_port: the HTTP listener's port (metrics, JSON API, gearmand's HTTP protocol,
+            health); None = no HTTP listener. See gearshift/http/.
+        http_listen: addresses of the HTTP listener; empty = the same as ``listen``.
+        http_protocol: gearmand's HTTP protocol (``-r http``) is on: ``POST /FUNCTION``
+            (and GET, PUT, HEAD) on any path gearshift does not use itself submits a job.
     """
 
     listen: tuple[str, ...] = ()
@@ -102,3 +107,6 @@ class ServerConfig:
     max_queue: tuple[QueueLimit, ...] = ()
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     tls: TlsConfig | None = None
+    http_port: int | None = None
+    http_listen: tuple[str, ...] = ()
+    http_protocol: bool = False

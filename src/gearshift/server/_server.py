@@ -65,6 +65,8 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._accept_errors: AcceptErrorLog | None = None
+        #: the HTTP listener (gearshift.http), when --http-port was given
+        self.http: Any = None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -75,6 +77,12 @@ class Server:
         if self.config.tls is not None:
             tls = {"ssl": server_context(self.config.tls),
                    "ssl_handshake_timeout": self.config.tls.handshake_timeout}
+        if self.config.http_port is not None:
+            from gearshift.http import missing_dependency
+
+            missing = missing_dependency()
+            if missing:
+                raise StartupError(missing)
         self._loop = self.pump.loop = asyncio.get_running_loop()
         self._accept_errors = AcceptErrorLog(self._loop.get_exception_handler())
         self._loop.set_exception_handler(self._accept_errors)
@@ -102,9 +110,37 @@ class Server:
             for sock in srv.sockets:
                 log.info("listening on %s%s", sock.getsockname()[:2],
                          " (TLS only)" if tls else "")
+        if self.config.http_port is not None:
+            await self._start_http()
         # Replayed jobs' epoch and retry times, schedules and kept outcomes need the
         # timer armed now, not when the first connection sends something.
         self.pump.after_batch()
+
+    async def _start_http(self) -> None:
+        from gearshift.http._app import HttpListener
+
+        self.http = HttpListener(self)
+        try:
+            await self.http.start()
+        except OSError as exc:
+            await self.http.close()
+            await self._close_listeners()
+            if self.durable is not None:
+                await self.durable.close()
+            hosts = list(self.config.http_listen or self.config.listen) or "all addresses"
+            raise StartupError(f"cannot listen for HTTP on {hosts} port "
+                               f"{self.config.http_port}: {exc}") from exc
+        log.info("HTTP listening on port(s) %s", self.http.ports)
+
+    def not_ready(self) -> str:
+        """Why the server should not be sent work now (``/readyz``), or ``""``."""
+        if self._closing:
+            return "shutting down"
+        if not self._servers:
+            return "not listening"
+        if self.durable is not None and not self.durable.committer.reachable:
+            return f"the store ({self.durable.store.description}) is failing writes"
+        return ""
 
     @property
     def ports(self) -> list[int]:
@@ -131,6 +167,8 @@ class Server:
             if self.broker.running_jobs:
                 log.warning("shutdown: %d jobs still running after %.1fs; closing anyway",
                             self.broker.running_jobs, self.config.shutdown_timeout)
+        if self.http is not None:
+            await self.http.close()  # answers what finished; the rest are cut off
         self.pump.flush()
         for link in list(self.pump.links.values()):
             link.transport.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from gearshift.store._base import (
     Batch,
@@ -59,10 +60,17 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._backoff = 0.0
         self._closed = False
-        #: Statistics, for benchmarks and ``repr``.
+        #: Statistics, for benchmarks, ``repr`` and ``/metrics`` (one update per batch).
         self.commits = 0
         self.failures = 0
         self.largest_batch = 0
+        self.commit_seconds = 0.0  # time spent in successful apply() calls
+        self.committed_items = 0  # adds and removes in the successful batches
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the last write succeeded (no backoff under way): ``/readyz``."""
+        return self._backoff == 0.0
 
     # ------------------------------------------------------------- operations
 
@@ -153,6 +161,7 @@ class GroupCommitter:
             self._task = None
 
     async def _commit(self, batch: Batch, waiters: list[asyncio.Future[None]]) -> None:
+        started = time.perf_counter()
         try:
             await self.store.apply(batch)
         except StoreError as exc:
@@ -167,7 +176,10 @@ class GroupCommitter:
             raise
         else:
             self.commits += 1
-            self.largest_batch = max(self.largest_batch, len(batch.adds) + len(batch.removes))
+            self.commit_seconds += time.perf_counter() - started
+            items = len(batch.adds) + len(batch.removes)
+            self.committed_items += items
+            self.largest_batch = max(self.largest_batch, items)
             self._backoff = 0.0
             for future in waiters:
                 if not future.done():
