@@ -5,6 +5,7 @@ children from /proc (Linux), so "every child pid changes" is checked from outsid
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -133,11 +134,47 @@ def test_second_sigterm_stops_now_and_kills_the_command(gearshift: ServerProcess
 
 def test_supervision_flags_are_checked(gearshift: ServerProcess) -> None:
     host, port = gearshift.address.rsplit(":", 1)
-    for extra, message in [(["--processes", "0"], b"--processes needs at least 1"),
+    for extra, message in [(["--processes", "0"], b"need 1 <= MIN <= MAX"),
+                           (["--processes", "4:2"], b"need 1 <= MIN <= MAX"),
+                           (["--processes", "x"], b"expected N or MIN:MAX"),
                            (["--max-jobs-per-child", "3"], b"need --processes"),
+                           (["--status-file", "/tmp/x"], b"need --processes"),
                            (["--processes", "2", "--max-jobs-per-child", "0"],
                             b"positive count")]:
         proc = spawn(["work", "-h", host, "-p", port, "-f", "sup_flags", *extra])
         _, err = proc.communicate(timeout=15)
         assert proc.returncode == 2
         assert message in err
+
+
+def test_reload_on_change_and_status_file(gearshift: ServerProcess, tmp_path: Path) -> None:
+    watched = tmp_path / "job.sh"
+    watched.write_text("sleep 1; echo v1\n")
+    status = tmp_path / "status.json"
+    proc = work(gearshift, "sup_watch", "sh", str(watched),
+                extra=("--reload-on-change", str(tmp_path), "--status-file", str(status)))
+    try:
+        with Client([gearshift.address], timeout=30) as client:
+            thread, outcome = submit_in_background(client, "sup_watch")
+
+            def busy_child() -> bool:
+                try:
+                    doc = json.loads(status.read_text())
+                except (OSError, ValueError):
+                    return False
+                return any(c["job"] and c["job"]["function"] == "sup_watch"
+                           for c in doc["children"])
+            wait_until(busy_child, "the status file showing the running job")
+            thread.join(30)
+            assert outcome == [b"v1\n"]
+            before = children(proc.pid)
+            watched.write_text("echo v2\n")
+            took = wait_until(lambda: len(children(proc.pid)) == 2
+                              and not children(proc.pid) & before, "every child replaced")
+            print(f"\n--reload-on-change: every child replaced {took:.2f} s after the edit")
+            assert client.submit("sup_watch", b"") == b"v2\n"
+        doc = json.loads(status.read_text())
+        assert doc["supervisor"] == proc.pid
+        assert {c["pid"] for c in doc["children"]} <= children(proc.pid) | before
+    finally:
+        finish(proc)

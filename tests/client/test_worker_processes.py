@@ -146,3 +146,29 @@ def test_reload_replaces_children_after_their_jobs(gearshift: ServerProcess,
         wait_until(lambda: len(pool.pids) == 2 and not set(pool.pids) & before)
         assert int(client.submit(fname(), b"")) not in before
     assert {e.pid for e in pool.exits if e.retiring} == before
+
+
+def test_pool_scales_with_the_backlog(gearshift: ServerProcess, fname: Names) -> None:
+    def slow(job: Job) -> bytes:
+        time.sleep(1.0)
+        return b"%d" % os.getpid()
+
+    worker = Worker([gearshift.address])
+    worker.register(fname(), slow)
+    pool = WorkerProcesses(worker, (1, 3), scale_down_after=1.0)
+    with pool.start(), Client([gearshift.address], timeout=30) as client:
+        assert len(pool.pids) == 1
+        for i in range(6):
+            client.submit_background(fname(), b"%d" % i)
+        grew = wait_until(lambda: len(pool.pids) == 3, "3 processes", 15)
+        print(f"\nbacklog of 6: 1 -> 3 processes in {grew:.2f} s")
+        shrank = wait_until(lambda: len(pool.pids) == 1, "back to 1 process", 30)
+        print(f"idle: 3 -> 1 processes {shrank:.2f} s later")
+    dismissed = [e for e in pool.exits if e.dismissed]
+    assert len(dismissed) == 2
+    assert all(not e.crashed for e in dismissed)
+
+
+def test_autoscaling_needs_a_worker_not_a_factory() -> None:
+    with pytest.raises(ValueError, match="needs a Worker"):
+        WorkerProcesses(lambda: Worker(["127.0.0.1:1"]), (1, 2))

@@ -27,6 +27,7 @@ from gearshift._units import parse_size
 from gearshift.cli._submit import add_server_options, servers_from_args
 from gearshift.cli._tls_options import client_ssl_from_args
 from gearshift.client import Job, Worker, WorkerProcesses
+from gearshift.client._supervision import parse_processes
 
 #: Bytes of the command's stderr kept for the failure reason: the end of it is where
 #: the error usually is, and the reason must stay small (the library caps it at 4 KiB).
@@ -111,10 +112,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="exit after N jobs")
     p.add_argument("-j", "--concurrency", type=int, default=1, metavar="N",
                    help="jobs run at once per server (one connection each)")
-    p.add_argument("--processes", type=int, default=None, metavar="N",
-                   help="run N supervised worker processes: a crashed one is replaced, "
-                        "SIGHUP replaces each after its running job, SIGTERM drains "
-                        "(twice: stop now); -c then counts per process")
+    p.add_argument("--processes", type=processes_spec, default=None, metavar="N|MIN:MAX",
+                   help="run N supervised worker processes (MIN:MAX: scale between them "
+                        "by the functions' backlog on the servers): a crashed one is "
+                        "replaced, SIGHUP replaces each after its running job, SIGTERM "
+                        "drains (twice: stop now); -c then counts per process")
+    p.add_argument("--reload-on-change", action="append", default=[], metavar="PATH",
+                   help="with --processes: reload (as SIGHUP) when files under PATH "
+                        "change (repeatable; looked at once a second)")
+    p.add_argument("--status-file", default=None, metavar="PATH",
+                   help="with --processes: write the worker processes and their current "
+                        "jobs to PATH as JSON, every second")
     p.add_argument("--max-jobs-per-child", type=int, default=None, metavar="N",
                    help="with --processes: replace a process after N jobs")
     p.add_argument("--max-memory-per-child", type=parse_size, default=None, metavar="SIZE",
@@ -187,13 +195,20 @@ def command_handler(command: Sequence[str],
     return execute
 
 
+def processes_spec(text: str) -> tuple[int, int]:
+    """``--processes N`` or ``MIN:MAX`` (argparse type: its ValueError names the text)."""
+    try:
+        return parse_processes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def supervision_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the supervision flags, if anything."""
-    if args.processes is not None and args.processes < 1:
-        return "--processes needs at least 1"
     per_child = args.max_jobs_per_child is not None or args.max_memory_per_child is not None
-    if per_child and args.processes is None:
-        return "--max-jobs-per-child and --max-memory-per-child need --processes"
+    if (per_child or args.reload_on_change or args.status_file) and args.processes is None:
+        return ("--max-jobs-per-child, --max-memory-per-child, --reload-on-change and "
+                "--status-file need --processes")
     if args.max_jobs_per_child is not None and args.max_jobs_per_child < 1:
         return "--max-jobs-per-child needs a positive count"
     return None
@@ -223,9 +238,12 @@ def run(args: argparse.Namespace) -> int:
             fh.write(f"{os.getpid()}\n")
     if args.processes is not None:
         logging.getLogger("gearshift.client.supervisor").setLevel(logging.INFO)
-        return WorkerProcesses(worker, args.processes,
+        low, high = args.processes
+        return WorkerProcesses(worker, (low, high) if high > low else low,
                                max_jobs_per_child=args.max_jobs_per_child,
                                max_memory_per_child=args.max_memory_per_child,
+                               reload_on_change=args.reload_on_change,
+                               status_file=args.status_file,
                                ).run(max_jobs=args.count)
     worker.run(max_jobs=args.count, handle_signals=True)
     return 0

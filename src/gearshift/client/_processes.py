@@ -35,20 +35,31 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from gearshift.client._supervision import CrashBackoff, Exit, ExitReason, replacement_delay
-from gearshift.client._sync._worker import Worker
+from gearshift.client._pool_watch import BacklogProbe, ChangeWatch, write_status
+from gearshift.client._supervision import (
+    CrashBackoff,
+    Exit,
+    ExitReason,
+    Scaling,
+    replacement_delay,
+)
+from gearshift.client._sync._worker import Job, Worker
 
 log = logging.getLogger("gearshift.client.supervisor")
 
 WorkerSource = Worker | Callable[[], Worker]
 
-# Slots of a child's shared record.
-_REASON, _DONE, _FAILED = 0, 1, 2
-_RECORD_SLOTS = 3
+# Slots of a child's shared record; its current job's "handle\tfunction" is in a
+# second, byte array (empty between jobs).
+_REASON, _DONE, _FAILED, _JOB_SINCE_MS = 0, 1, 2, 3
+_RECORD_SLOTS = 4
+_JOB_TEXT = 512
+#: Seconds between the supervisor's looks at backlog, watched files and its status file.
+LOOK_EVERY = 1.0
 
 
 def resident_memory() -> int:
@@ -64,12 +75,28 @@ def resident_memory() -> int:
 class _Child:
     """One forked child as the parent tracks it."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, record: Any) -> None:
+    def __init__(self, process: multiprocessing.process.BaseProcess, record: Any,
+                 job: Any) -> None:
         self.process = process
         self.record = record
+        self.job = job
         self.started = time.monotonic()
+        self.started_at = time.time()
         self.retiring = False  # told to stop for a reload: replace it when it leaves
+        self.dismissed = False  # told to stop to shrink the pool: not replaced
         self.signalled = False  # got a drain SIGTERM already
+
+    def status(self) -> dict[str, Any]:
+        """What the status file says of this child."""
+        running = None
+        text = bytes(self.job.value).decode("utf-8", "replace")
+        if text:
+            handle, _, function = text.partition("\t")
+            running = {"handle": handle, "function": function,
+                       "since": self.record[_JOB_SINCE_MS] / 1000.0}
+        return {"pid": self.pid, "started": self.started_at, "jobs_done": self.record[_DONE],
+                "jobs_failed": self.record[_FAILED], "job": running,
+                "stopping": self.retiring or self.dismissed or self.signalled}
 
     @property
     def pid(self) -> int:
@@ -87,7 +114,13 @@ class WorkerProcesses:
     Args:
         worker: the :class:`Worker` to run in every child, or a factory returning one,
             called in each child after the fork (so a reload re-imports what it imports).
-        processes: how many children to keep alive.
+        processes: how many children to keep alive, or ``(MIN, MAX)``: scale between
+            them by the backlog of the worker's functions on its servers (needs a
+            :class:`Worker`, not a factory, to know which functions and servers).
+        reload_on_change: files or directories whose change triggers a reload.
+        status_file: where to write, every second, the children and their jobs (JSON).
+        scale_down_after: with ``(MIN, MAX)``, seconds without backlog before each step
+            down by one child.
         max_jobs_per_child: replace a child after this many jobs (leaky job code).
         max_memory_per_child: replace a child whose resident memory is above this many
             bytes after a job.
@@ -95,12 +128,26 @@ class WorkerProcesses:
         backoff: delays before replacing children that crash soon after starting.
     """
 
-    def __init__(self, worker: WorkerSource, processes: int, *,
+    def __init__(self, worker: WorkerSource, processes: int | tuple[int, int], *,
                  max_jobs_per_child: int | None = None,
                  max_memory_per_child: int | None = None,
-                 grace: float = 10.0, backoff: CrashBackoff | None = None) -> None:
-        if processes < 1:
+                 grace: float = 10.0, backoff: CrashBackoff | None = None,
+                 reload_on_change: Sequence[str | os.PathLike[str]] = (),
+                 status_file: str | os.PathLike[str] | None = None,
+                 scale_down_after: float = 30.0) -> None:
+        minimum, maximum = processes if isinstance(processes, tuple) else (processes,
+                                                                            processes)
+        if minimum < 1:
             raise ValueError("processes must be at least 1")
+        self.scaling: Scaling | None = None
+        self._probe: BacklogProbe | None = None
+        if maximum > minimum:
+            if not isinstance(worker, Worker):
+                raise ValueError("autoscaling (MIN:MAX processes) needs a Worker, "
+                                 "not a factory: it reads the backlog of its functions")
+            self.scaling = Scaling(minimum, maximum, scale_down_after)
+            self._probe = BacklogProbe(worker.servers, worker.function_names())
+        processes = minimum
         if max_jobs_per_child is not None and max_jobs_per_child < 1:
             raise ValueError("max_jobs_per_child must be at least 1")
         if max_memory_per_child is not None and max_memory_per_child < 1:
@@ -129,6 +176,10 @@ class WorkerProcesses:
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._failed = False
+        self._changes = ChangeWatch([os.fspath(p) for p in reload_on_change]) \
+            if reload_on_change else None
+        self.status_file = status_file
+        self._next_look = 0.0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} x{self.processes} pids={self.pids}>"
@@ -214,12 +265,13 @@ class WorkerProcesses:
 
     def _spawn(self) -> None:
         record = self._context.RawArray("q", _RECORD_SLOTS)
+        job = self._context.RawArray("c", _JOB_TEXT)
         process = self._context.Process(
             target=_child_main, name="gearshift-worker", daemon=True,
-            args=(self.worker, record, os.getpid(), self._run_kwargs,
+            args=(self.worker, record, job, os.getpid(), self._run_kwargs,
                   self.max_jobs_per_child, self.max_memory_per_child))
         process.start()
-        child = _Child(process, record)
+        child = _Child(process, record, job)
         self._children.append(child)
         log.info("started worker process %d", child.pid)
 
@@ -230,9 +282,14 @@ class WorkerProcesses:
             while self._children or (self._pending and not self._draining):
                 self._serve_requests()
                 self._start_due()
+                self._look_around()
                 self._wait_for_events()
                 self._escalate()
         finally:
+            if self._probe is not None:
+                self._probe.close()
+            if self.status_file is not None:
+                write_status(self.status_file, self.status())
             self._done.set()
 
     def _serve_requests(self) -> None:
@@ -258,6 +315,50 @@ class WorkerProcesses:
                 for child in self._children:
                     child.retiring = True
                     child.signal(signal.SIGTERM)
+
+    def _look_around(self) -> None:
+        """Once a second: files changed (reload), backlog (scale), the status file."""
+        now = time.monotonic()
+        if now < self._next_look or self._draining:
+            return
+        self._next_look = now + LOOK_EVERY
+        if self._changes is not None:
+            changed = self._changes.changed()
+            if changed:
+                log.info("%s changed", ", ".join(map(str, changed[:3])))
+                self._requests.append("reload")
+                self._serve_requests()
+        if self.scaling is not None and self._probe is not None:
+            self._scale(self.scaling.wanted(self._size(), self._probe.backlog(), now))
+        if self.status_file is not None:
+            write_status(self.status_file, self.status())
+
+    def _size(self) -> int:
+        """Children the pool counts on: live and not leaving for good, plus those due."""
+        staying = [c for c in self._children if not c.dismissed and not c.signalled]
+        return len(staying) + len(self._pending)
+
+    def _scale(self, wanted: int) -> None:
+        size = self._size()
+        if wanted > size:
+            log.info("backlog: %d -> %d worker processes", size, wanted)
+            self._pending.extend([time.monotonic()] * (wanted - size))
+            self._start_due()
+        elif wanted < size:
+            idle = [c for c in self._children if not c.dismissed and not c.retiring
+                    and not bytes(c.job.value)]
+            if idle:
+                child = idle[-1]  # the youngest idle child
+                log.info("idle: %d -> %d worker processes (stopping %d)", size, wanted,
+                         child.pid)
+                child.dismissed = True
+                child.signal(signal.SIGTERM)
+
+    def status(self) -> dict[str, Any]:
+        """The pool as the status file shows it."""
+        return {"supervisor": os.getpid(), "time": time.time(), "draining": self._draining,
+                "target": self._size(),
+                "children": [child.status() for child in self._children]}
 
     def _start_due(self) -> None:
         now = time.monotonic()
@@ -288,7 +389,8 @@ class WorkerProcesses:
             reason = ExitReason(record[_REASON])
         except ValueError:
             reason = ExitReason.CRASHED
-        exit = Exit(child.pid, child.process.exitcode, reason, child.retiring)
+        exit = Exit(child.pid, child.process.exitcode, reason, child.retiring,
+                    child.dismissed)
         self.exits.append(exit)
         lived = time.monotonic() - child.started
         delay = replacement_delay(exit, self._draining, lived, self.backoff)
@@ -332,8 +434,9 @@ def _close_all(*fds: int) -> None:
         os.close(fd)
 
 
-def _child_main(source: WorkerSource, record: Any, parent: int, run_kwargs: dict[str, Any],
-                max_jobs_per_child: int | None, max_memory: int | None) -> None:
+def _child_main(source: WorkerSource, record: Any, job_text: Any, parent: int,
+                run_kwargs: dict[str, Any], max_jobs_per_child: int | None,
+                max_memory: int | None) -> None:
     """A child's life: its own process group, signal handlers, a watch on its parent,
     then the worker until it stops, writing why it left in ``record``."""
     os.setpgid(0, 0)
@@ -353,7 +456,12 @@ def _child_main(source: WorkerSource, record: Any, parent: int, run_kwargs: dict
     signal.signal(signal.SIGQUIT, on_quit)
     threading.Thread(target=_watch_parent, args=(parent, worker), daemon=True).start()
 
+    def before_job(job: Job) -> None:
+        record[_JOB_SINCE_MS] = int(time.time() * 1000)
+        job_text.value = (job.handle + b"\t" + job.function)[:_JOB_TEXT - 1]
+
     def after_job(finished: Worker) -> None:
+        job_text.value = b""
         record[_DONE] = finished.jobs_done
         record[_FAILED] = finished.jobs_failed
         if max_memory is not None and resident_memory() > max_memory:
@@ -364,7 +472,8 @@ def _child_main(source: WorkerSource, record: Any, parent: int, run_kwargs: dict
     limit = count
     if max_jobs_per_child is not None and (count is None or max_jobs_per_child < count):
         limit = max_jobs_per_child
-    worker.run(**{**run_kwargs, "max_jobs": limit}, after_job=after_job)
+    worker.run(**{**run_kwargs, "max_jobs": limit}, after_job=after_job,
+               before_job=before_job)
     if record[_REASON] == ExitReason.CRASHED:  # nothing stopped it: it ran out by itself
         recycled = limit != count and limit is not None and worker.jobs_done >= limit
         record[_REASON] = ExitReason.RECYCLED_JOBS if recycled else ExitReason.FINISHED

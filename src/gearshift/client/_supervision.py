@@ -77,6 +77,7 @@ class Exit:
     exitcode: int | None
     reason: ExitReason
     retiring: bool  # it was told to stop for a reload (SIGHUP): replace it at once
+    dismissed: bool = False  # it was told to stop to shrink the pool: not replaced
 
     @property
     def crashed(self) -> bool:
@@ -101,6 +102,8 @@ def replacement_delay(exit: Exit, draining: bool, lived: float,
     """
     if draining:
         return None
+    if exit.dismissed and not exit.crashed:
+        return None
     if exit.crashed:
         return backoff.delay(lived)
     if exit.retiring or exit.reason in (ExitReason.RECYCLED_JOBS,
@@ -111,3 +114,52 @@ def replacement_delay(exit: Exit, draining: bool, lived: float,
         # Keep the pool at its size, as for any other unexpected exit.
         return 0.0
     return None
+
+
+class Scaling:
+    """How many children an autoscaling pool (``--processes MIN:MAX``) wants, from the
+    backlog its servers report: queued, not running, jobs of the pool's functions.
+
+    Up: one more child per queued job, at once, up to ``maximum``. Down: one child
+    fewer per look once nothing has been queued for ``idle_after`` seconds, down to
+    ``minimum`` -- slowly, because starting a child again costs more than an idle one.
+    """
+
+    def __init__(self, minimum: int, maximum: int, idle_after: float = 30.0) -> None:
+        if minimum < 1 or maximum < minimum:
+            raise ValueError("need 1 <= MIN <= MAX processes")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.idle_after = idle_after
+        self._idle_since: float | None = None
+
+    def wanted(self, current: int, backlog: int | None, now: float) -> int:
+        """The pool size to move to; ``backlog`` None: no server could be asked."""
+        if backlog is None:
+            return max(self.minimum, min(current, self.maximum))
+        if backlog > 0:
+            self._idle_since = None
+            return max(self.minimum, min(self.maximum, current + backlog))
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since >= self.idle_after and current > self.minimum:
+            self._idle_since = now  # the next step down waits another idle period
+            return current - 1
+        return max(self.minimum, min(current, self.maximum))
+
+
+def parse_processes(text: str) -> tuple[int, int]:
+    """``N`` or ``MIN:MAX`` from ``--processes``.
+
+    Raises:
+        ValueError: naming the text.
+    """
+    low, _, high = text.partition(":")
+    try:
+        minimum = int(low)
+        maximum = int(high) if high else minimum
+    except ValueError:
+        raise ValueError(f"--processes {text!r}: expected N or MIN:MAX") from None
+    if minimum < 1 or maximum < minimum:
+        raise ValueError(f"--processes {text!r}: need 1 <= MIN <= MAX")
+    return minimum, maximum

@@ -178,6 +178,7 @@ class AsyncWorker:
         self.jobs_done = 0
         self.jobs_failed = 0
         self._after_job: Callable[[AsyncWorker], object] | None = None
+        self._before_job: Callable[[AsyncJob], object] | None = None
         self._running: set[AsyncJob] = set()
         self._abandoning = False
         self._functions: dict[bytes, _Registration] = {}
@@ -243,18 +244,21 @@ class AsyncWorker:
 
     async def run(self, *, max_jobs: int | None = None, stop_when_idle: bool = False,
                   handle_signals: bool = False,
-                  after_job: Callable[[AsyncWorker], object] | None = None) -> None:
+                  after_job: Callable[[AsyncWorker], object] | None = None,
+                  before_job: Callable[[AsyncJob], object] | None = None) -> None:
         """Work until :meth:`stop`, until ``max_jobs`` jobs ran, or -- with
         ``stop_when_idle`` -- until every connection has been told NO_JOB.
 
         ``after_job(worker)`` is called after each job has been reported (a supervisor
-        counts jobs and recycles a process there); it may call :meth:`stop`."""
+        counts jobs and recycles a process there); it may call :meth:`stop`.
+        ``before_job(job)`` is called as each job starts (a supervisor's status file)."""
         if not self._functions:
             raise ValueError("register at least one function before running the worker")
         if self._finished:  # a new run after a completed one starts un-stopped
             self._stopping, self._finished, self._claimed = AsyncEvent(), False, 0
         self._max_jobs = max_jobs
         self._after_job = after_job
+        self._before_job = before_job
         restore = add_stop_signals(self.stop) if handle_signals else None
         try:
             await run_all([functools.partial(self._serve, address, stop_when_idle)
@@ -278,6 +282,10 @@ class AsyncWorker:
         self.stop()
         for job in list(self._running):
             job._control.cancel(reason)
+
+    def function_names(self) -> list[str]:
+        """The registered functions' names (as the admin ``status`` command shows them)."""
+        return [name.decode("utf-8", "replace") for name in self._functions]
 
     def registrations(self, address: Address | str) -> int:
         """How many times this worker has registered with a server (reconnects count)."""
@@ -392,6 +400,8 @@ class AsyncWorker:
     async def _execute(self, conn: AsyncConnection, job: AsyncJob) -> None:
         registration = self._functions.get(job.function)
         self._running.add(job)
+        if self._before_job is not None:
+            self._before_job(job)
         watch = None
         if self._gearshift.get(conn) is True:  # it may tell us to stop (see _aside)
             watch = AsyncWatch(conn, functools.partial(self._aside, conn), WATCH_AFTER)
