@@ -234,15 +234,53 @@ def test_run_at_epoch(server: ServerProcess, fname: Names) -> None:
     assert ran[b"later"] >= int(when)
 
 
-def test_reduce_job_reaches_worker_with_reducer(server: ServerProcess, fname: Names) -> None:
+def test_map_reduce_runs_the_reducer_over_the_partitions(server: ServerProcess,
+                                                         fname: Names) -> None:
     def mapper(job: Job) -> bytes:
-        return job.reducer + b"|" + job.data
+        words = job.data.split()
+        for word in words[:-1]:
+            job.send_data(word)  # a partition for the reducer
+        return words[-1]  # the last partition
 
-    worker = Worker([server.address])
-    worker.register(fname("map"), mapper)
-    with running(worker), Client([server.address], timeout=10) as client:
-        assert client.submit_reduce(fname("map"), b"data", fname("red")) == (
-            fname("red").encode() + b"|data")
+    def count_letters(job: Job) -> bytes:
+        assert not job.reducer  # the reducer's own jobs are plain jobs
+        return b"%d" % len(job.data)
+
+    mapper_worker = Worker([server.address])
+    mapper_worker.register(fname("map"), mapper,
+                           aggregator=lambda results: b"+".join(results))
+    reducer_worker = Worker([server.address], concurrency=2)
+    reducer_worker.register(fname("red"), count_letters)
+    with running(mapper_worker), running(reducer_worker), \
+            Client([server.address], timeout=20) as client:
+        assert client.submit_reduce(fname("map"), b"a bb ccc dddd", fname("red")) == \
+            b"1+2+3+4"
+    # without an aggregator the reducers' results are joined
+    plain = Worker([server.address])
+    plain.register(fname("map2"), mapper)
+    with running(plain), running(reducer_worker), \
+            Client([server.address], timeout=20) as client:
+        assert client.submit_reduce(fname("map2"), b"x yy", fname("red")) == b"12"
+
+
+def test_map_job_fails_when_a_reducer_fails(server: ServerProcess, fname: Names) -> None:
+    def mapper(job: Job) -> bytes:
+        job.send_data(b"good")
+        return b"bad"
+
+    def picky(job: Job) -> bytes:
+        if job.data == b"bad":
+            raise ValueError("cannot reduce this")
+        return b"ok"
+
+    mapper_worker = Worker([server.address])
+    mapper_worker.register(fname("map"), mapper)
+    reducer_worker = Worker([server.address])
+    reducer_worker.register(fname("red"), picky)
+    with running(mapper_worker), running(reducer_worker), \
+            Client([server.address], timeout=20) as client, pytest.raises(JobFailed):
+        client.submit_reduce(fname("map"), b"", fname("red"))
+    assert mapper_worker.jobs_failed == 1
 
 
 def test_json_call_and_task_decorator(server: ServerProcess, fname: Names) -> None:

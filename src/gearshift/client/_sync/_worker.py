@@ -39,18 +39,26 @@ from gearshift.client._backends.sync_ import (
     run_stoppable,
 )
 from gearshift.client._cancel import Cancellation, JobCancelled
-from gearshift.client._errors import ConnectionFailed, ConnectionLost, GearmanTimeout
+from gearshift.client._errors import (
+    ConnectionFailed,
+    ConnectionLost,
+    GearmanError,
+    GearmanTimeout,
+)
 from gearshift.client._payload import Codec, get_codec, to_bytes
 from gearshift.client._servers import Address, Backoff, parse_address, parse_servers
 from gearshift.client._tls import TlsChoice
 from gearshift.protocol import ErrorCode, Packet, encode_request
 from gearshift.protocol import PacketType as P
 
+from ._client import Client
 from ._connection import Connection
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Any]
+#: Turns a map job's reduced partitions (in order) into its result.
+Aggregator = Callable[[list[bytes]], Any]
 _ASSIGN = (P.JOB_ASSIGN, P.JOB_ASSIGN_UNIQ, P.JOB_ASSIGN_ALL)
 
 #: The option a gearshift server answers with OPTION_RES (gearmand: ERROR UNKNOWN_OPTION).
@@ -68,6 +76,10 @@ TIMEOUT_BACKSTOP = 10.0
 WATCH_AFTER = 0.1
 #: The reason a job stopped because the server cancelled it.
 CANCELLED_BY_SERVER = "cancelled"
+
+
+class ReduceFailed(Exception):
+    """A map job's reducer failed for one of its partitions (the job fails)."""
 
 
 def failure_reason(exc: BaseException, limit: int = MAX_REASON) -> bytes:
@@ -98,6 +110,9 @@ class Job:
         self.reducer = fields[3] if ptype == P.JOB_ASSIGN_ALL else b""
         self.data = fields[-1]
         self._control = Cancellation()
+        # A map job (JOB_ASSIGN_ALL naming a reducer): send_data collects partitions,
+        # each run by the reducer function once the mapper is done (see _reduce).
+        self._partitions: list[bytes] | None = [] if self.reducer else None
         self._ended_by_server = False  # cancelled: the server expects no report
 
     def __repr__(self) -> str:
@@ -115,7 +130,11 @@ class Job:
         self._control.add(callback)
 
     def send_data(self, data: Any) -> None:
-        """WORK_DATA: a chunk of partial result, streamed to waiting clients."""
+        """WORK_DATA: a chunk of partial result, streamed to waiting clients. In a map
+        job (one submitted with a reducer) it is a partition for the reducer instead."""
+        if self._partitions is not None:
+            self._partitions.append(to_bytes(data))
+            return
         self._conn.send(encode_request(P.WORK_DATA, self.handle, to_bytes(data)))
 
     def send_warning(self, data: Any) -> None:
@@ -129,11 +148,13 @@ class Job:
 
 class _Registration:
     def __init__(self, name: bytes, handler: Handler, timeout: float | None,
-                 can_do_timeout: float | None = None) -> None:
+                 can_do_timeout: float | None = None,
+                 aggregator: Aggregator | None = None) -> None:
         self.name = name
         self.handler = handler
         self.timeout = timeout
         self.can_do_timeout = can_do_timeout
+        self.aggregator = aggregator
 
     def packet(self) -> bytes:
         if self.can_do_timeout:  # gearmand's own semantics: the server requeues the job
@@ -177,6 +198,7 @@ class Worker:
         self.exceptions = exceptions
         self.connect_timeout = connect_timeout
         self._tls = TlsChoice(ssl, self.servers)
+        self._ssl = ssl
         self.jobs_done = 0
         self.jobs_failed = 0
         self._after_job: Callable[[Worker], object] | None = None
@@ -202,7 +224,8 @@ class Worker:
 
     def register(self, name: str | bytes, handler: Handler, *,
                  timeout: float | None = None,
-                 can_do_timeout: float | None = None) -> None:
+                 can_do_timeout: float | None = None,
+                 aggregator: Aggregator | None = None) -> None:
         """Run ``handler(job)`` for jobs of ``name``; it returns bytes, str or None.
 
         ``timeout`` (seconds): a job still running then is stopped (``job.on_cancel``
@@ -213,12 +236,21 @@ class Worker:
         ``can_do_timeout`` (seconds) asks for gearmand's behaviour instead: only
         CAN_DO_TIMEOUT, the server silently requeues a job that runs longer, and the
         handler is left running.
+
+        Map/reduce (a job submitted with SUBMIT_REDUCE_JOB, naming a reducer function),
+        as libgearman's mapper functions do: the handler is the mapper; each
+        ``job.send_data(part)`` -- and its return value, if not empty -- is a partition,
+        submitted as a job of the reducer function once the handler returns (all at
+        once, on the same servers); ``aggregator(results)`` turns the reducers' results,
+        in partition order, into the job's result (default: joined). A failed reducer
+        fails the job.
         """
         for value in (timeout, can_do_timeout):
             if value is not None and value <= 0:
                 raise ValueError("timeouts must be positive")
         key = to_bytes(name)
-        self._functions[key] = _Registration(key, handler, timeout, can_do_timeout)
+        self._functions[key] = _Registration(key, handler, timeout, can_do_timeout,
+                                             aggregator)
 
     def function(self, name: str | None = None, *,
                  timeout: float | None = None) -> Callable[[Handler], Handler]:
@@ -414,6 +446,8 @@ class Worker:
                                                   registration.handler, job))
             if job.cancelled is not None:  # it returned anyway: its result is too late
                 raise JobCancelled(job.cancelled)
+            if job._partitions is not None:
+                result = self._reduce(job, registration, result)
         except (Exception, JobCancelled) as exc:  # a job's failure must never stop the worker
             if self._abandoning:  # stop now: leave the job to the server, unreported
                 raise ConnectionLost("stopping now") from None
@@ -436,6 +470,26 @@ class Worker:
         self.jobs_done += 1
         if self._after_job is not None:
             self._after_job(self)
+
+    def _reduce(self, job: Job, registration: _Registration,
+                      last: bytes) -> bytes:
+        """Run the reducer over a map job's partitions; its aggregated result."""
+        parts = list(job._partitions or ())
+        if last:
+            parts.append(last)
+        reducer = job.reducer.decode("utf-8", "replace")
+        results: list[bytes] = []
+        if parts:
+            with Client(self.servers, ssl=self._ssl) as client:
+                tasks = client.task_set()
+                for part in parts:
+                    tasks.add(job.reducer, part)
+                try:
+                    results = tasks.results()
+                except GearmanError as exc:
+                    raise ReduceFailed(f"reducer {reducer} failed: {exc}") from exc
+        aggregate = registration.aggregator
+        return to_bytes(aggregate(results) if aggregate is not None else b"".join(results))
 
     def _report_failure(self, conn: Connection, job: Job,
                               exc: BaseException) -> None:
