@@ -208,3 +208,28 @@ def test_shutdown_with_a_bad_argument() -> None:
     console = broker.connect()
     assert admin(broker, console, b"shutdown later").startswith(b"ERR INVALID_ARGUMENTS")
     assert broker.shutdown_request is None
+
+
+def test_state_changing_commands_only_from_admin_from(broker: Broker, console: Peer) -> None:
+    remote = broker.connect("192.0.2.7", 40001, fd=11)
+    c = broker.connect()
+    h = submit(broker, c, b"f")
+    denied = admin(broker, remote, b"cancel job " + h)
+    assert denied.startswith(b"ERR PERMISSION_DENIED ")
+    assert admin(broker, remote, b"maxqueue f 1").startswith(b"ERR PERMISSION_DENIED ")
+    assert admin(broker, remote, b"status") == b"f\t1\t0\t0\n.\n"  # reading stays open
+    assert h in broker.jobs
+    assert admin(broker, console, b"cancel job " + h) == b"OK\r\n"  # 127.0.0.1
+
+
+def test_admin_from_networks() -> None:
+    from gearshift.broker._access import AdminAccess, parse_admin_from
+
+    access = AdminAccess(parse_admin_from("10.0.0.0/8, ::1"))
+    assert access.allows("10.1.2.3")
+    assert access.allows("::ffff:10.1.2.3")  # IPv4-mapped, as a dual-stack socket shows it
+    assert not access.allows("127.0.0.1")  # the list replaces the loopback default
+    assert access.allows("")  # a Unix socket
+    assert AdminAccess(parse_admin_from("any")).allows("203.0.113.9")
+    with pytest.raises(ValueError, match="not an address"):
+        parse_admin_from("10.0.0.0/8,nonsense")

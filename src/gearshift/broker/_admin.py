@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+from gearshift.broker._access import CHANGING, DENIED, AdminAccess
 from gearshift.broker._admin_outcomes import OutcomeCommands
 from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._model import PENDING, Peer
@@ -75,12 +76,18 @@ class AdminCommands:
         # Outcomes, dead letters and schedules: gearshift's own, answered in JSON.
         self.outcome_commands = OutcomeCommands(broker)
         self.table.update(self.outcome_commands.table)
+        self.access = AdminAccess(broker.config.admin_from)
 
     def handle_line(self, peer: Peer, line: bytes) -> None:
         words = line.split()
         command = self.table.get(words[0].lower()) if words else None
         self.outcome_commands.peer = peer  # a held reply (schedule add) goes to it
-        reply = _unknown(words[0] if words else b"") if command is None else command(words)
+        if command is None:
+            reply = _unknown(words[0] if words else b"")
+        elif words[0].lower() in CHANGING and not self.access.allows(peer.host):
+            reply = DENIED
+        else:
+            reply = command(words)
         if reply:  # empty: the reply is held until a store write ends
             self.broker._send(peer, reply)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gearshift._version import __version__
+from gearshift.broker._access import LOOPBACK, Network
 from gearshift.broker._model import Ack, Job
 from gearshift.broker._outcomes import Outcome
 from gearshift.broker._queue_limits import QueueLimits
@@ -55,6 +56,8 @@ class BrokerConfig:
             letters; beyond them the oldest records go first.
         retry: ``--retry`` policies for background jobs.
         max_queue: ``--max-queue`` caps, applied to each function when it is first seen.
+        admin_from: ``--admin-from``: networks whose peers may use the admin commands
+            that change state (default: loopback).
     """
 
     job_retries: int = 0
@@ -70,3 +73,4 @@ class BrokerConfig:
     dead_max_bytes: int = 64 << 20
     retry: RetryPolicies = field(default_factory=RetryPolicies)
     max_queue: QueueLimits = field(default_factory=QueueLimits)
+    admin_from: tuple[Network, ...] = LOOPBACK

@@ -10,6 +10,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from gearshift._units import parse_duration, parse_size
+from gearshift.broker._access import LOOPBACK, parse_admin_from
 from gearshift.broker._queue_limits import parse_max_queue
 from gearshift.broker._retry import parse_retry
 from gearshift.cli._gearmand_options import (
@@ -44,7 +45,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run a Gearman-compatible job server. Options follow gearmand's spellings.",
     )
     p.add_argument("-L", "--listen", action="append", default=[], metavar="ADDRESS",
-                   help="address to listen on (repeatable; default: all IPv4 and IPv6)")
+                   help="address to listen on (repeatable; default: localhost only -- "
+                        "gearmand's default is every address: -L 0.0.0.0 -L ::)")
+    p.add_argument("--admin-from", type=_arg(parse_admin_from), default=LOOPBACK,
+                   metavar="NETWORKS",
+                   help="addresses allowed to use admin commands that change state "
+                        "(cancel, maxqueue, create/drop function, shutdown, dead letters, "
+                        "schedules): comma-separated addresses or CIDR networks, or 'any' "
+                        "(default: loopback)")
     p.add_argument("-p", "--port", type=int, default=None,
                    help=f"TCP port (default {DEFAULT_PORT}, or $GEARMAND_PORT)")
     p.add_argument("-b", "--backlog", type=int, default=1024, help="listen backlog")
@@ -140,6 +148,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_serve, serve_parser=p)
 
 
+#: Where ``gearshift serve`` listens without ``-L``: loopback only, a safe default for a
+#: server whose admin port lists every job (gearmand listens on every address).
+DEFAULT_LISTEN = ("localhost",)
+
+
 def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
     """Wrap a parser so argparse prints its own message (naming the text) on bad input."""
 
@@ -201,7 +214,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.max_packet_size is not None:
         kwargs["max_packet_size"] = args.max_packet_size
     return ServerConfig(
-        listen=tuple(args.listen),
+        listen=tuple(args.listen) or DEFAULT_LISTEN,
+        admin_from=args.admin_from,
         port=port,
         backlog=args.backlog,
         job_retries=args.job_retries,

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from gearshift.broker._access import AdminAccess
 from gearshift.broker._admin_outcomes import OutcomeCommands, job_json, schedule_json
 from gearshift.broker._model import PRIORITY_NAMES, QUEUED, Function, Job
 
@@ -72,6 +73,9 @@ def _running(func: Function) -> Iterator[Job]:
                 yield job
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
 class Api:
     """The handlers; :meth:`routes` lists them for the application."""
 
@@ -79,21 +83,32 @@ class Api:
         self.server = server
         self.broker = server.broker
         self.outcomes = OutcomeCommands(server.broker)
+        self.access = AdminAccess(server.broker.config.admin_from)
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/api/functions", self.functions),
             web.get("/api/functions/{name}/jobs", self.function_jobs),
-            web.post("/api/functions/{name}/maxqueue", self.maxqueue),
+            web.post("/api/functions/{name}/maxqueue", self._guarded(self.maxqueue)),
             web.get("/api/workers", self.workers),
             web.get("/api/jobs/{handle}", self.job),
-            web.post("/api/jobs/{handle}/cancel", self.cancel),
+            web.post("/api/jobs/{handle}/cancel", self._guarded(self.cancel)),
             web.get("/api/dead", self.dead),
-            web.post("/api/dead/retry", self.retry_dead),
-            web.post("/api/dead/purge", self.purge_dead),
+            web.post("/api/dead/retry", self._guarded(self.retry_dead)),
+            web.post("/api/dead/purge", self._guarded(self.purge_dead)),
             web.get("/api/schedules", self.schedules),
             web.get("/api/server", self.about),
         ]
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """An action that changes state: 403 unless the caller's address is allowed by
+        ``--admin-from`` (loopback by default), as for the admin text commands."""
+        async def guarded(request: web.Request) -> web.Response:
+            if not self.access.allows(request.remote or ""):
+                return _error(403, "actions are accepted only from --admin-from addresses "
+                                   "(default: loopback)")
+            return await handler(request)
+        return guarded
 
     def _act(self, action: Callable[[], Any]) -> Any:
         """Run a state change as a batch of its own, then let the server flush."""

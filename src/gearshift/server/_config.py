@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from gearshift.broker._access import LOOPBACK, Network
 from gearshift.broker._queue_limits import QueueLimit
 from gearshift.broker._retry import RetryPolicy
 from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
@@ -64,6 +65,7 @@ class ServerConfig:
         results_max_bytes / dead_max_bytes: budgets of kept outcomes and dead letters.
         retry: ``--retry`` policies, in the order given.
         max_queue: ``--max-queue`` caps, in the order given.
+        admin_from: ``--admin-from`` networks (admin commands that change state).
         max_connections: open connections beyond which new ones are closed (0 = no limit).
         tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
             None: the port speaks plaintext.
@@ -105,6 +107,7 @@ class ServerConfig:
     dead_max_bytes: int = 64 << 20
     retry: tuple[RetryPolicy, ...] = ()
     max_queue: tuple[QueueLimit, ...] = ()
+    admin_from: tuple[Network, ...] = LOOPBACK
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     tls: TlsConfig | None = None
     http_port: int | None = None

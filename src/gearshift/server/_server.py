@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -51,6 +52,7 @@ class Server:
             dead_max_bytes=config.dead_max_bytes,
             retry=RetryPolicies(list(config.retry)),
             max_queue=QueueLimits(list(config.max_queue)),
+            admin_from=config.admin_from,
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)
@@ -110,6 +112,10 @@ class Server:
             for sock in srv.sockets:
                 log.info("listening on %s%s", sock.getsockname()[:2],
                          " (TLS only)" if tls else "")
+        if not tls and any(not _is_loopback(sock.getsockname()[0])
+                           for srv in self._servers for sock in srv.sockets):
+            log.warning("listening beyond loopback without TLS: anyone who can reach the "
+                        "port can submit, work and read jobs (see --ssl, --admin-from)")
         if self.config.http_port is not None:
             await self._start_http()
         # Replayed jobs' epoch and retry times, schedules and kept outcomes need the
@@ -274,3 +280,10 @@ def loop_factory(choice: str) -> Any:
             if choice == "uvloop":
                 raise StartupError("--loop uvloop: uvloop is not installed") from None
     return asyncio.new_event_loop
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
