@@ -10,7 +10,7 @@ from gearshift.broker import Broker, Peer, QueueLimits, parse_max_queue
 from gearshift.broker._core import MAX_PENDING_QUEUE_LIMITS
 from gearshift.protocol import ErrorCode
 
-from ._harness import P, admin, make_broker, submit, take, worker
+from ._harness import P, admin, grab, make_broker, submit, take, worker
 
 FORGER = b"evil\t7\t7\t7\n.\nhidden"
 
@@ -110,3 +110,25 @@ def test_max_queue_rules_are_matched_when_a_function_is_first_seen() -> None:
     # An admin maxqueue for a function not seen yet beats the startup rule.
     admin(broker, c, b"maxqueue later 7")
     assert broker.function(b"later").max_queue == [7, 7, 7]
+
+
+def test_idle_function_records_are_forgotten_beyond_the_cap() -> None:
+    broker = make_broker(max_idle_functions=20)
+    console = broker.connect("127.0.0.1", 1)
+    busy = broker.connect()
+    submit(broker, busy, b"has-a-job")
+    gone = worker(broker, b"capped")
+    broker.handle(gone, P.CANT_DO, b"capped")
+    assert admin(broker, console, b"maxqueue capped 5") == b"OK\r\n"
+    hostile = broker.connect()
+    for i in range(200):  # endless new names: registered, then dropped at once
+        broker.handle(hostile, P.CAN_DO, b"name-%d" % i)
+        broker.handle(hostile, P.CANT_DO, b"name-%d" % i)
+    assert len(broker.functions) <= 40  # bounded: swept each time the cap is reached
+    assert b"has-a-job" in broker.functions  # a job keeps its function
+    assert b"capped" in broker.functions  # so does a setting of its own
+    status = admin(broker, console, b"status")
+    assert b"has-a-job\t1\t0\t0\n" in status
+    # a forgotten name comes back as new on its next mention
+    w = worker(broker, b"name-3")
+    assert grab(broker, w) == (P.NO_JOB, [])

@@ -58,6 +58,8 @@ class BrokerConfig:
         max_queue: ``--max-queue`` caps, applied to each function when it is first seen.
         admin_from: ``--admin-from``: networks whose peers may use the admin commands
             that change state (default: loopback).
+        max_idle_functions: ``--max-idle-functions``: with this many function records,
+            those without jobs, workers or settings are forgotten.
     """
 
     job_retries: int = 0
@@ -74,3 +76,4 @@ class BrokerConfig:
     retry: RetryPolicies = field(default_factory=RetryPolicies)
     max_queue: QueueLimits = field(default_factory=QueueLimits)
     admin_from: tuple[Network, ...] = LOOPBACK
+    max_idle_functions: int = 10_000

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import os
 import random
 import time
@@ -68,7 +69,10 @@ class BrokerState:
         self.functions: dict[bytes, Function] = {}
         #: admin ``maxqueue`` limits for functions not seen yet, applied at creation
         self.pending_max_queue: dict[bytes, list[int]] = {}
-        self._last_function: Function | None = None  # functions are never removed
+        # The last function looked up by name (reset when idle records are freed).
+        self._last_function: Function | None = None
+        #: how many function records trigger freeing the idle ones (see function())
+        self._sweep_at = self.config.max_idle_functions
         #: live jobs by handle
         self.jobs = JobTable(self.config.handle_prefix)
         # ready[p]: functions with at least one runnable job of priority p.
@@ -180,6 +184,8 @@ class BrokerState:
         """The function record for ``name``, created on first mention (as gearmand does)."""
         func = self.functions.get(name)
         if func is None:
+            if len(self.functions) >= self._sweep_at:
+                self._free_idle_functions()
             func = self.functions[name] = Function(name, self.jobs.prefix)
             func.retry = self.config.retry.for_function(name)
             pending = self.pending_max_queue.pop(name, None) if self.pending_max_queue \
@@ -191,6 +197,38 @@ class BrokerState:
                 if limits is not None:
                     func.max_queue = list(limits)
         return func
+
+    def _free_idle_functions(self) -> None:
+        """Forget function records that hold nothing: no jobs, workers or settings of
+        their own (gearmand keeps every name ever mentioned, so endless new names grow
+        it without bound). Runs when the records reach ``--max-idle-functions``; the
+        next run waits until there are twice as many as remain, so a table of busy
+        functions is not rescanned on every new name."""
+        kept: dict[bytes, Function] = {}
+        freed = 0
+        for name, func in self.functions.items():
+            if self._idle(func):
+                freed += 1
+            else:
+                kept[name] = func
+        self.functions = kept  # a new dict: a dict never shrinks its table in place
+        self._last_function = None
+        self._sweep_at = max(self.config.max_idle_functions, 2 * len(kept))
+        notify = self.notify
+        if freed and notify is not None:
+            notify(logging.INFO, f"forgot {freed} idle function records "
+                   f"(--max-idle-functions {self.config.max_idle_functions})")
+
+    def _idle(self, func: Function) -> bool:
+        """Nothing would be lost by forgetting ``func``: recreated on next mention with
+        the same startup settings (--retry, --max-queue)."""
+        if func.total or func.workers or func.sleepers or func.uniques or func.payloads:
+            return False
+        if any(func in ready for ready in self.ready):
+            return False
+        configured = self.config.max_queue.for_function(func.name) \
+            if self.config.max_queue else None
+        return func.max_queue == (list(configured) if configured is not None else [0, 0, 0])
 
     def set_max_queue(self, name: bytes, limits: list[int]) -> None:
         """Admin ``maxqueue``: cap ``name`` now, or when it is first seen if it does not

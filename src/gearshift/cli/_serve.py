@@ -125,6 +125,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                "backoff, up to ATTEMPTS in all (e.g. 'resize=5:2s:10m'; "
                                "FUNC may be a glob, '*' for every function; repeatable)")
     limits = p.add_argument_group("limits that protect the server")
+    limits.add_argument("--max-idle-functions", type=int, default=10_000, metavar="N",
+                        help="once there are N function records, forget those with no "
+                             "jobs, workers or settings (gearmand keeps every name ever "
+                             "mentioned; default 10000)")
     limits.add_argument("--max-queue", type=_arg(parse_max_queue), action="append", default=[],
                         metavar="FUNC=N|FUNC=HIGH,NORMAL,LOW",
                         help="cap a function's jobs from its first job on, per priority (as "
@@ -246,6 +250,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         retry=tuple(args.retry),
         max_queue=tuple(args.max_queue),
         max_connections=args.max_connections,
+        max_idle_functions=args.max_idle_functions,
         tls=tls_config_from_args(args),
         http_port=http_port(args),
         http_listen=tuple(args.http_listen),

@@ -67,6 +67,7 @@ class ServerConfig:
         max_queue: ``--max-queue`` caps, in the order given.
         admin_from: ``--admin-from`` networks (admin commands that change state).
         max_connections: open connections beyond which new ones are closed (0 = no limit).
+        max_idle_functions: function records beyond which the idle ones are forgotten.
         tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
             None: the port speaks plaintext.
         http_port: the HTTP listener's port (metrics, JSON API, gearmand's HTTP protocol,
@@ -109,6 +110,7 @@ class ServerConfig:
     max_queue: tuple[QueueLimit, ...] = ()
     admin_from: tuple[Network, ...] = LOOPBACK
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_idle_functions: int = 10_000
     tls: TlsConfig | None = None
     http_port: int | None = None
     http_listen: tuple[str, ...] = ()

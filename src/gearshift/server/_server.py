@@ -53,6 +53,7 @@ class Server:
             retry=RetryPolicies(list(config.retry)),
             max_queue=QueueLimits(list(config.max_queue)),
             admin_from=config.admin_from,
+            max_idle_functions=config.max_idle_functions,
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)
