@@ -10,7 +10,7 @@ from gearshift.broker import Broker, Peer, QueueLimits, parse_max_queue
 from gearshift.broker._core import MAX_PENDING_QUEUE_LIMITS
 from gearshift.protocol import ErrorCode
 
-from ._harness import P, admin, grab, make_broker, submit, take, worker
+from ._harness import P, admin, grab, grab_handle, make_broker, submit, take, worker
 
 FORGER = b"evil\t7\t7\t7\n.\nhidden"
 
@@ -132,3 +132,19 @@ def test_idle_function_records_are_forgotten_beyond_the_cap() -> None:
     # a forgotten name comes back as new on its next mention
     w = worker(broker, b"name-3")
     assert grab(broker, w) == (P.NO_JOB, [])
+
+
+def test_max_memory_refuses_new_jobs_beyond_the_budget() -> None:
+    broker = make_broker(max_memory=1000)
+    c = broker.connect()
+    first = submit(broker, c, b"f", data=b"x" * 600)
+    broker.handle(c, P.SUBMIT_JOB_BG, b"f", b"", b"y" * 600)
+    assert take(c) == [(P.ERROR, [b"QUEUE_ERROR",
+                                  b"Memory for queued jobs is full (--max-memory)"])]
+    assert submit(broker, c, b"f", data=b"z" * 300)  # what fits is still taken
+    w = worker(broker, b"f")
+    assert grab_handle(broker, w) == first
+    broker.handle(w, P.WORK_COMPLETE, first, b"done")
+    assert take(c) == [(P.WORK_COMPLETE, [first, b"done"])]
+    assert broker.jobs.payload_bytes == 300  # the finished job's bytes are free again
+    submit(broker, c, b"f", data=b"y" * 600)

@@ -403,6 +403,12 @@ class BrokerMachine(RuleBasedStateMachine):
         assert sorted(in_queues) == sorted(h for h, j in self.jobs.items() if j.queued)
 
     @invariant()
+    def payload_bytes_are_counted_exactly(self) -> None:
+        # --max-memory counts against this on every path a job is made or forgotten
+        assert self.broker.jobs.payload_bytes == sum(
+            len(job.data) for job in self.broker.jobs.values())
+
+    @invariant()
     def status_counts_are_true(self) -> None:
         lines = admin(self.broker, self.console, b"status").split(b"\n")
         assert lines[-2:] == [b".", b""]

@@ -251,6 +251,11 @@ class Broker(WorkerDispatch):
         if limit and func.total >= limit:
             self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full"))
             return
+        budget = self.max_memory
+        if budget and self.jobs.payload_bytes + len(data) > budget:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR,
+                                          "Memory for queued jobs is full (--max-memory)"))
+            return
         job = Job(func, unique, data, priority, background)
         func.submitted += 1
         self.jobs.add(job)

@@ -60,6 +60,8 @@ class BrokerConfig:
             that change state (default: loopback).
         max_idle_functions: ``--max-idle-functions``: with this many function records,
             those without jobs, workers or settings are forgotten.
+        max_memory: ``--max-memory``: workload bytes of live jobs beyond which new
+            submissions get QUEUE_ERROR; 0 = no limit.
     """
 
     job_retries: int = 0
@@ -77,3 +79,4 @@ class BrokerConfig:
     max_queue: QueueLimits = field(default_factory=QueueLimits)
     admin_from: tuple[Network, ...] = LOOPBACK
     max_idle_functions: int = 10_000
+    max_memory: int = 0

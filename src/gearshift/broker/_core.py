@@ -73,6 +73,9 @@ class BrokerState:
         self._last_function: Function | None = None
         #: how many function records trigger freeing the idle ones (see function())
         self._sweep_at = self.config.max_idle_functions
+        #: --max-memory: workload bytes of live jobs beyond which submissions are
+        #: refused (0 = no limit)
+        self.max_memory = self.config.max_memory
         #: live jobs by handle
         self.jobs = JobTable(self.config.handle_prefix)
         # ready[p]: functions with at least one runnable job of priority p.

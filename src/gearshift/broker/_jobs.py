@@ -42,7 +42,8 @@ class JobTable:
         prefix: what every minted handle starts with (the broker's handle prefix).
     """
 
-    __slots__ = ("_fill", "_fill_no", "_foreign", "_live", "_next", "_pages", "prefix")
+    __slots__ = ("_fill", "_fill_no", "_foreign", "_live", "_next", "_pages",
+                 "payload_bytes", "prefix")
 
     def __init__(self, prefix: bytes) -> None:
         self.prefix = prefix
@@ -53,6 +54,8 @@ class JobTable:
         self._pages[0] = self._fill
         self._live = 0
         self._foreign: dict[bytes, Job] = {}
+        #: workload bytes of the live jobs (--max-memory counts against it)
+        self.payload_bytes = 0
 
     @property
     def minted(self) -> int:
@@ -78,6 +81,7 @@ class JobTable:
         page.slots[seq & _PAGE_MASK] = job
         page.live += 1
         self._live += 1
+        self.payload_bytes += len(job.data)
         job.seq = seq
         return seq
 
@@ -87,6 +91,7 @@ class JobTable:
         job.extras().handle = handle
         self._foreign[handle] = job
         self._live += 1
+        self.payload_bytes += len(job.data)
 
     def remove(self, job: Job) -> None:
         """Forget ``job`` (no-op if it is not indexed)."""
@@ -96,6 +101,7 @@ class JobTable:
             if more is not None and self._foreign.get(more.handle) is job:
                 del self._foreign[more.handle]
                 self._live -= 1
+                self.payload_bytes -= len(job.data)
             return
         page_no = seq >> PAGE_BITS
         page = self._pages.get(page_no)
@@ -104,6 +110,7 @@ class JobTable:
         page.slots[seq & _PAGE_MASK] = None
         page.live -= 1
         self._live -= 1
+        self.payload_bytes -= len(job.data)
         if not page.live and page_no != self._fill_no:
             del self._pages[page_no]
 

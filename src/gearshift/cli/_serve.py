@@ -125,6 +125,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                "backoff, up to ATTEMPTS in all (e.g. 'resize=5:2s:10m'; "
                                "FUNC may be a glob, '*' for every function; repeatable)")
     limits = p.add_argument_group("limits that protect the server")
+    limits.add_argument("--max-memory", type=_arg(parse_size), default=0, metavar="SIZE",
+                        help="workload bytes of queued and running jobs beyond which new "
+                             "submissions get ERROR QUEUE_ERROR instead of growing the "
+                             "server (e.g. 2GiB; default 0: no limit)")
     limits.add_argument("--max-idle-functions", type=int, default=10_000, metavar="N",
                         help="once there are N function records, forget those with no "
                              "jobs, workers or settings (gearmand keeps every name ever "
@@ -251,6 +255,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_queue=tuple(args.max_queue),
         max_connections=args.max_connections,
         max_idle_functions=args.max_idle_functions,
+        max_memory=args.max_memory,
         tls=tls_config_from_args(args),
         http_port=http_port(args),
         http_listen=tuple(args.http_listen),

@@ -68,6 +68,7 @@ class ServerConfig:
         admin_from: ``--admin-from`` networks (admin commands that change state).
         max_connections: open connections beyond which new ones are closed (0 = no limit).
         max_idle_functions: function records beyond which the idle ones are forgotten.
+        max_memory: workload bytes of live jobs beyond which submissions are refused.
         tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
             None: the port speaks plaintext.
         http_port: the HTTP listener's port (metrics, JSON API, gearmand's HTTP protocol,
@@ -111,6 +112,7 @@ class ServerConfig:
     admin_from: tuple[Network, ...] = LOOPBACK
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_idle_functions: int = 10_000
+    max_memory: int = 0
     tls: TlsConfig | None = None
     http_port: int | None = None
     http_listen: tuple[str, ...] = ()

@@ -54,6 +54,7 @@ class Server:
             max_queue=QueueLimits(list(config.max_queue)),
             admin_from=config.admin_from,
             max_idle_functions=config.max_idle_functions,
+            max_memory=config.max_memory,
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)
