@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from gearshift.broker._access import CHANGING, DENIED, AdminAccess
+from gearshift.broker._acl import Rights
 from gearshift.broker._admin_outcomes import OutcomeCommands
 from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._model import PENDING, Peer
@@ -54,6 +55,16 @@ def _err_args(command: bytes) -> bytes:
             + command + b"\r\n")
 
 
+ACL_DENIED: Final = b"ERR PERMISSION_DENIED not+allowed+by+--acl+for+this+identity\r\n"
+
+
+def _admin_allowed(rights: Rights, command: bytes) -> bool:
+    """--acl: "write" may do everything, "read" the listings, "none" nothing."""
+    if command in CHANGING:
+        return rights.may_change_admin()
+    return rights.may_read_admin()
+
+
 class AdminCommands:
     """Dispatches one admin text line to the command that answers it."""
 
@@ -86,6 +97,8 @@ class AdminCommands:
             reply = _unknown(words[0] if words else b"")
         elif words[0].lower() in CHANGING and not self.access.allows(peer.host):
             reply = DENIED
+        elif peer.rights is not None and not _admin_allowed(peer.rights, words[0].lower()):
+            reply = ACL_DENIED
         else:
             reply = command(words)
         if reply:  # empty: the reply is held until a store write ends

@@ -33,6 +33,7 @@ from gearshift.broker._model import (
     NORMAL,
     PENDING,
     RUNNING,
+    Function,
     Job,
     Peer,
 )
@@ -228,8 +229,8 @@ class Broker(WorkerDispatch):
 
     def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: int,
                 background: bool, when: int = 0, reducer: bytes = b"") -> None:
-        if len(unique) > MAX_UNIQUE_SIZE:
-            self._send(peer, error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large"))
+        if (len(unique) > MAX_UNIQUE_SIZE or peer.rights is not None) \
+                and self._refused(peer, name, unique):
             return
         # Submissions tend to repeat a function: comparing with the last one's name is a
         # memcmp, where the dict lookup hashes the freshly parsed name every time.
@@ -248,13 +249,8 @@ class Broker(WorkerDispatch):
                 self._coalesce_onto(peer, existing, background)
                 return
         limit = func.max_queue[priority]
-        if limit and func.total >= limit:
-            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full"))
-            return
-        budget = self.max_memory
-        if budget and self.jobs.payload_bytes + len(data) > budget:
-            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR,
-                                          "Memory for queued jobs is full (--max-memory)"))
+        if ((limit and func.total >= limit) or self.max_memory) \
+                and self._full(peer, func, priority, data):
             return
         job = Job(func, unique, data, priority, background)
         func.submitted += 1
@@ -287,6 +283,31 @@ class Broker(WorkerDispatch):
             self._activate(job)
         else:
             self._enqueue(job)
+
+    def _refused(self, peer: Peer, name: bytes, unique: bytes) -> bool:
+        """A submission the server will not take from this peer (told with an ERROR)."""
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self._send(peer, error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large"))
+            return True
+        rights = peer.rights
+        if rights is not None and not rights.may_submit(name):
+            self._send(peer, error_packet(ErrorCode.PERMISSION_DENIED, "may not submit to "
+                                          + name.decode("utf-8", "replace")))
+            return True
+        return False
+
+    def _full(self, peer: Peer, func: Function, priority: int, data: bytes) -> bool:
+        """No room for a new job: its function's maxqueue, or --max-memory."""
+        limit = func.max_queue[priority]
+        if limit and func.total >= limit:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full"))
+            return True
+        budget = self.max_memory
+        if budget and self.jobs.payload_bytes + len(data) > budget:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR,
+                                          "Memory for queued jobs is full (--max-memory)"))
+            return True
+        return False
 
     def _coalesce_onto(self, peer: Peer, job: Job, background: bool) -> None:
         more = job.more

@@ -12,6 +12,7 @@ from typing import Final
 
 from mypy_extensions import u8
 
+from gearshift.broker._acl import Rights
 from gearshift.broker._retry import RetryPolicy
 
 # Priorities index the per-function queue lists; lower is more urgent.
@@ -98,6 +99,7 @@ class Peer:
         "noop_sent",
         "out",
         "port",
+        "rights",
         "sleep_epoch",
         "sleeping",
         "timeouts",
@@ -129,6 +131,8 @@ class Peer:
         # Handles of jobs cancelled while this worker ran them: its late WORK_* for them
         # are dropped without an ERROR (None until a running job is cancelled).
         self.cancelled: set[bytes] | None = None
+        #: what --acl lets this peer do (None: no ACL, everything)
+        self.rights: Rights | None = None
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""

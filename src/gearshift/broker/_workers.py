@@ -15,8 +15,15 @@ from typing import Final
 from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._model import HIGH, LOW, QUEUED, RUNNING, Function, Job, Peer
 from gearshift.broker._numbers import atoi as _atoi
-from gearshift.broker._packets import JOB_ASSIGN_HEAD, NO_JOB_PACKET, NOOP_PACKET, be32, packet
-from gearshift.protocol._spec import PacketType
+from gearshift.broker._packets import (
+    JOB_ASSIGN_HEAD,
+    NO_JOB_PACKET,
+    NOOP_PACKET,
+    be32,
+    error_packet,
+    packet,
+)
+from gearshift.protocol._spec import ErrorCode, PacketType
 
 P = PacketType
 
@@ -38,12 +45,25 @@ class WorkerDispatch(JobLifecycle):
         return func
 
     def _can_do(self, peer: Peer, fields: list[bytes]) -> None:
+        if peer.rights is not None and not self._may_work(peer, fields[0]):
+            return
         func = self._register(peer, fields[0])
         peer.timeouts.pop(func, None)
+
+    def _may_work(self, peer: Peer, name: bytes) -> bool:
+        """--acl: may this peer register ``name``? If not it is told, and not registered."""
+        rights = peer.rights
+        if rights is None or rights.may_work(name):
+            return True
+        self._send(peer, error_packet(ErrorCode.PERMISSION_DENIED,
+                                      f"may not work on {name.decode('utf-8', 'replace')}"))
+        return False
 
     def _can_do_timeout(self, peer: Peer, fields: list[bytes]) -> None:
         # Read like gearmand (atoi, junk is 0 = no timeout, no reply): npm's `gearman`
         # sends the timeout as a 4-byte binary integer, and its workers must still get jobs.
+        if peer.rights is not None and not self._may_work(peer, fields[0]):
+            return
         millis = _atoi(fields[1])
         func = self._register(peer, fields[0])
         if millis > 0:

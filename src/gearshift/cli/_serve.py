@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from gearshift._units import parse_duration, parse_size
 from gearshift.broker._access import LOOPBACK, parse_admin_from
+from gearshift.broker._acl import Acl, parse_acl
 from gearshift.broker._queue_limits import parse_max_queue
 from gearshift.broker._retry import parse_retry
 from gearshift.cli._gearmand_options import (
@@ -47,6 +48,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-L", "--listen", action="append", default=[], metavar="ADDRESS",
                    help="address to listen on (repeatable; default: localhost only -- "
                         "gearmand's default is every address: -L 0.0.0.0 -L ::)")
+    p.add_argument("--acl", type=_arg(load_acl), default=None, metavar="FILE",
+                   help="identities (TLS certificate subjects) and what each may submit, "
+                        "work on and administer (TOML; see docs/operations.md); without "
+                        "it everyone may do everything")
     p.add_argument("--admin-from", type=_arg(parse_admin_from), default=LOOPBACK,
                    metavar="NETWORKS",
                    help="addresses allowed to use admin commands that change state "
@@ -156,6 +161,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_serve, serve_parser=p)
 
 
+def load_acl(path: str) -> Acl:
+    """``--acl FILE``: read and parse it now, so a bad file stops startup with its name."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ValueError(f"--acl {path}: {exc.strerror or exc}") from None
+    return parse_acl(text, path)
+
+
 #: Where ``gearshift serve`` listens without ``-L``: loopback only, a safe default for a
 #: server whose admin port lists every job (gearmand listens on every address).
 DEFAULT_LISTEN = ("localhost",)
@@ -256,6 +271,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_connections=args.max_connections,
         max_idle_functions=args.max_idle_functions,
         max_memory=args.max_memory,
+        acl=args.acl,
         tls=tls_config_from_args(args),
         http_port=http_port(args),
         http_listen=tuple(args.http_listen),

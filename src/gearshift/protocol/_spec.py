@@ -142,3 +142,5 @@ class ErrorCode:
     JOB_NOT_FOUND: Final = b"JOB_NOT_FOUND"
     UNKNOWN_OPTION: Final = b"UNKNOWN_OPTION"
     INVALID_ARGUMENT: Final = b"INVALID_ARGUMENT"
+    #: gearshift's own: --acl refused the request (gearmand has no rights to refuse by)
+    PERMISSION_DENIED: Final = b"PERMISSION_DENIED"

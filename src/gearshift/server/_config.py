@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from gearshift.broker._access import LOOPBACK, Network
+from gearshift.broker._acl import Acl
 from gearshift.broker._queue_limits import QueueLimit
 from gearshift.broker._retry import RetryPolicy
 from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
@@ -69,6 +70,7 @@ class ServerConfig:
         max_connections: open connections beyond which new ones are closed (0 = no limit).
         max_idle_functions: function records beyond which the idle ones are forgotten.
         max_memory: workload bytes of live jobs beyond which submissions are refused.
+        acl: ``--acl``: identities and rights (None: everyone may do everything).
         tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
             None: the port speaks plaintext.
         http_port: the HTTP listener's port (metrics, JSON API, gearmand's HTTP protocol,
@@ -113,6 +115,7 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_idle_functions: int = 10_000
     max_memory: int = 0
+    acl: Acl | None = None
     tls: TlsConfig | None = None
     http_port: int | None = None
     http_listen: tuple[str, ...] = ()

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from gearshift.broker import Broker, BrokerConfig, QueueLimits, RetryPolicies
+from gearshift.broker import Broker, BrokerConfig, Peer, QueueLimits, RetryPolicies
+from gearshift.broker._acl import Acl, certificate_subject
 from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._durable import DurableStore, open_durable
 from gearshift.server._tls import server_context
@@ -62,6 +63,8 @@ class Server:
         #: the per-read and per-iteration work (compiled): connections, flushing, timers
         self.pump = Pump(self.broker, config.max_packet_size, self.tune_socket,
                          self._shutdown_requested, config.max_connections)
+        if config.acl is not None:
+            self.pump.identify = _identifier(config.acl)
         self.durable: DurableStore | None = None
         self._servers: list[asyncio.Server] = []
         self._closed = asyncio.Event()
@@ -289,3 +292,12 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
+
+
+def _identifier(acl: Acl) -> Callable[[Any, Peer], None]:
+    """--acl: give each new connection the rights of its TLS certificate's subject."""
+    def identify(transport: Any, peer: Peer) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        peercert = ssl_object.getpeercert() if ssl_object is not None else None
+        peer.rights = acl.rights_for(certificate_subject(peercert))
+    return identify

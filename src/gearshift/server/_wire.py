@@ -58,6 +58,9 @@ class Pump:
         self.max_packet_size = max_packet_size
         self.tune_socket = tune_socket
         self.on_shutdown = on_shutdown
+        #: called with (transport, peer) for each new connection when set (--acl: the
+        #: peer's rights from its TLS certificate); None keeps accepting free of it
+        self.identify: Callable[[Any, Peer], None] | None = None
         #: peer id -> its connection, for every open one
         self.links: dict[int, GearmanConnection] = {}
         self.loop: Any = None
@@ -211,6 +214,9 @@ class GearmanConnection:
             fd = sock.fileno()
             self.pump.tune_socket(sock)
         peer = self.broker.connect(str(peername[0]), int(peername[1]), fd)
+        identify = pump.identify
+        if identify is not None:
+            identify(transport, peer)
         self.peer = peer
         self.write = transport.write
         self.pump.links[peer.id] = self
