@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 
 from client.conftest import running
 from gearshift.client import Worker
-from gearshift.testing import GearshiftServer, free_port
+from gearshift.testing import GearshiftServer, free_port, wait_until
 
 pytest.importorskip("aiohttp", reason="the HTTP listener needs the 'http' extra")
 pytest.importorskip("prometheus_client", reason="the HTTP listener needs the 'http' extra")
@@ -31,6 +32,21 @@ class HttpServer(GearshiftServer):
         self.http_port = free_port()
         super().__init__(extra_args=["--http-port", str(self.http_port), *extra_args],
                          **kwargs)
+
+    def start(self) -> HttpServer:
+        """Ready when the HTTP port accepts too: it opens after the Gearman port, so a
+        loaded machine could answer ``version`` before it listens."""
+        super().start()
+        wait_until(lambda: _accepts(self.http_port), "the HTTP listener", 20)
+        return self
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
