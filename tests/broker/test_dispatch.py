@@ -671,16 +671,40 @@ def test_packets_gearmand_rejects_are_invalid_command(broker: Broker, ptype: int
     (P.SUBMIT_JOB_EPOCH, [b"f", b"", b"0"]),
     (P.SUBMIT_REDUCE_JOB, [b"f", b"u", b"r", b"data"]),
 ])
-def test_wrong_field_count_is_an_error_and_changes_nothing(broker: Broker, ptype: int,
-                                                           fields: list[bytes]) -> None:
+def test_wrong_field_count_drops_the_connection_without_a_reply(
+        broker: Broker, ptype: int, fields: list[bytes]) -> None:
+    """gearmand reads past the body for the missing NULs and ends up closing the
+    connection without a word; we close at once, also without a word."""
     c = broker.connect()
     broker.handle(c, ptype, *fields)
-    [(reply, got)] = take(c)
-    assert (reply, got[0]) == (P.ERROR, ErrorCode.INVALID_COMMAND)
-    assert b"fields" in got[1]
+    assert take(c) == []
+    assert c.closed
+    assert broker.hangups == [c]
     assert dict(broker.jobs.items()) == {}
-    broker.handle(c, P.ECHO_REQ, b"still here")
-    assert take(c) == [(P.ECHO_RES, [b"still here"])]
+    broker.handle(c, P.ECHO_REQ, b"still here")  # nothing more is read from it
+    assert take(c) == []
+
+
+def test_bare_handle_work_complete_requeues_the_job_like_a_lost_worker(
+        broker: Broker) -> None:
+    """Perl's Gearman::Worker sends WORK_COMPLETE with a false result ("" or "0") as the
+    bare handle, no NUL: the job is not completed, its worker is dropped, the job goes
+    back to the queue for another worker, and the client hears nothing (gearmand too)."""
+    client, w1, w2 = broker.connect(), broker.connect(), broker.connect()
+    broker.handle(client, P.SUBMIT_JOB, b"f", b"", b"data")
+    [(_, [handle])] = take(client)
+    broker.handle(w1, P.CAN_DO, b"f")
+    broker.handle(w1, P.GRAB_JOB)
+    assert take(w1)[0][0] == P.JOB_ASSIGN
+    broker.handle(w1, P.WORK_COMPLETE, handle)
+    assert w1.closed
+    assert broker.hangups == [w1]
+    assert take(client) == []
+    broker.handle(w2, P.CAN_DO, b"f")
+    broker.handle(w2, P.GRAB_JOB)
+    assert take(w2) == [(P.JOB_ASSIGN, [handle, b"f", b"data"])]
+    broker.handle(w2, P.WORK_COMPLETE, handle, b"")
+    assert take(client) == [(P.WORK_COMPLETE, [handle, b""])]
 
 
 def test_echo_returns_the_body_unchanged(broker: Broker) -> None:

@@ -20,6 +20,7 @@ Dispatch rules (see docs/compatibility.md for where they differ from gearmand):
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from typing import Final
@@ -120,12 +121,8 @@ class Broker(WorkerDispatch):
                                                   "Request magic expected"))
                 continue
             if len(fields) < arity[ptype]:  # only a split with too few NULs can be short
-                self._send(peer, error_packet(
-                    ErrorCode.INVALID_COMMAND,
-                    f"{P(ptype).name} needs {arity[ptype]} NUL-separated fields, "
-                    f"got {len(fields)}",
-                ))
-                continue
+                self._drop_short(peer, ptype, len(fields))
+                return
             if ptype == _GRAB_JOB:
                 self._grab_job(peer, fields)
             elif ptype == _WORK_COMPLETE:
@@ -145,6 +142,27 @@ class Broker(WorkerDispatch):
                                                   "Command not expected"))
                 else:
                     handler(peer, fields)
+
+    def _drop_short(self, peer: Peer, ptype: int, got: int) -> None:
+        """A packet with too few NUL-separated fields: drop the connection, no reply.
+
+        gearmand (1.1.20, ``gear/protocol.cc``) looks for the missing NULs past the end of
+        the body: it waits for more bytes, takes the next packet's first bytes as the
+        missing argument (its ``\\0REQ`` magic supplies the NUL), its remaining body size
+        wraps below zero, the allocation fails and the connection is closed -- or, for a
+        type without a data blob, it never answers again. Either way the peer sees no
+        reply and a dead connection, and a worker's jobs are requeued. We close at once
+        rather than after the next packet. The classic case is Perl's Gearman::Worker,
+        which sends WORK_COMPLETE, WORK_DATA or WORK_WARNING with a false result ("" or
+        "0") as the bare handle: it treats a closed connection as retryable (it
+        reconnects), but an ERROR packet as fatal -- the worker process died, and the
+        suite's next test hung.
+        """
+        self._note(logging.INFO,
+                   f"closing {peer.host}:{peer.port}: {P(ptype).name} needs "
+                   f"{self._arity[ptype]} NUL-separated fields, got {got}")
+        self.disconnect(peer)
+        self.hangups.append(peer)
 
     def handle(self, peer: Peer, ptype: int, *fields: bytes) -> None:
         """Apply one packet (convenience for tests and tools)."""

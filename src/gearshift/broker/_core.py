@@ -78,6 +78,9 @@ class BrokerState:
                                     self.config.dead_max_bytes)
         self.schedules = ScheduleBook()
         self.shutdown_request: str | None = None
+        #: Connections the broker dropped (see ``Broker._drop_short``): the I/O shell
+        #: closes their sockets at its next flush and empties this list.
+        self.hangups: list[Peer] = []
         #: Set while shutting down gracefully: running jobs may finish, none are handed out.
         self.draining = False
         self._peer_ids = itertools.count(1)

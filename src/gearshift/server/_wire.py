@@ -150,10 +150,23 @@ class Pump:
             deadline = wake
         if deadline >= 0.0 and (self._timer_at < 0 or deadline < self._timer_at):
             self._arm_timer(deadline)
+        if broker.hangups:
+            self._hang_up()
         request = broker.shutdown_request
         if request is not None and not self.closing:
             self.closing = True
             self.on_shutdown(request)
+
+    def _hang_up(self) -> None:
+        """Close the sockets of the connections the broker dropped (already forgotten
+        by it: their ``connection_lost`` finds nothing left to do)."""
+        broker = self.broker
+        peers = broker.hangups
+        broker.hangups = []
+        for peer in peers:
+            link = self.links.pop(peer.id, None)
+            if link is not None and link.transport is not None:
+                link.transport.close()
 
     def _arm_timer(self, deadline: float) -> None:
         if self._timer is not None:
