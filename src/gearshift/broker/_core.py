@@ -41,6 +41,8 @@ MAX_PENDING_QUEUE_LIMITS: Final = 10_000
 
 #: attempt marker of a timer entry that releases a scheduled job (epoch or retry)
 EPOCH_TIMER: Final = -1
+#: The ``attempt`` of a wake-up check (see ``BrokerState._arm_wake_check``).
+WAKE_TIMER: Final = -2
 
 
 class BrokerState:
@@ -78,6 +80,8 @@ class BrokerState:
                                     self.config.dead_max_bytes)
         self.schedules = ScheduleBook()
         self.shutdown_request: str | None = None
+        #: ``wakeup_timeout``, read per queued job (0.0 = no wake-up checks)
+        self._wake_check_after = self.config.wakeup_timeout if self.config.worker_wakeup else 0.0
         #: Connections the broker dropped (see ``Broker._drop_short``): the I/O shell
         #: closes their sockets at its next flush and empties this list.
         self.hangups: list[Peer] = []
@@ -242,6 +246,8 @@ class BrokerState:
         queued[prio] = count + 1
         if func.sleepers:
             self._wake(func)
+            if func.sleepers and self._wake_check_after > 0.0 and not func.wake_check:
+                self._arm_wake_check(job)
 
     def _unqueue(self, job: Job) -> None:
         """Take a QUEUED or SCHEDULED job out of the counts (its queue entry goes lazily)."""
@@ -301,10 +307,12 @@ class BrokerState:
         func.sleepers.clear()
         func.sleepers.extend(live)
 
-    def _wake(self, func: Function) -> None:
-        """NOOP up to ``worker_wakeup`` sleeping workers of ``func`` (0 = all)."""
+    def _wake(self, func: Function, limit: int = -1) -> None:
+        """NOOP up to ``limit`` sleeping workers of ``func`` (0 = all; by default
+        ``worker_wakeup``)."""
         sleepers = func.sleepers
-        limit = self.config.worker_wakeup
+        if limit < 0:
+            limit = self.config.worker_wakeup
         woken = 0
         while sleepers:
             peer, epoch = sleepers.popleft()
@@ -318,6 +326,30 @@ class BrokerState:
                 woken += 1
                 if woken == limit:
                     return
+
+    def _arm_wake_check(self, job: Job) -> None:
+        """Check ``wakeup_timeout`` seconds from now that ``job``'s function has no
+        queued job left while some of its workers sleep un-woken.
+
+        Waking only some sleepers (``-w N``) trusts each woken worker to come and grab.
+        One that does not -- stopped, hung, or a socket still held open by a parent
+        process after the worker itself died, as Perl's Gearman::Worker tests leave them
+        -- would keep the job waiting for ever while a live worker sleeps next to it
+        (gearmand's default wakes every sleeper, so it never sees this). One check per
+        function at a time: a heap push at most once per ``wakeup_timeout`` per function,
+        whatever the job rate.
+        """
+        job.function.wake_check = True
+        heapq.heappush(self.timers, (self.now() + self._wake_check_after,
+                                     next(self._timer_seq), job, WAKE_TIMER))
+
+    def _check_wake(self, func: Function) -> None:
+        """A wake-up check is due: jobs still queued with workers left sleeping means a
+        woken worker did not come, so every sleeper of the function gets its NOOP."""
+        func.wake_check = False
+        queued = func.queued
+        if (queued[0] or queued[1] or queued[2]) and func.sleepers and not self.draining:
+            self._wake(func, 0)
 
     # ------------------------------------------------------------------ held replies
 

@@ -205,6 +205,7 @@ class Function:
         "scheduled",
         "sleepers",
         "uniques",
+        "wake_check",
         "workers",
     )
 
@@ -220,6 +221,7 @@ class Function:
         self.scheduled = 0  # future SUBMIT_JOB_EPOCH jobs waiting in the timer heap
         self.workers: dict[Peer, None] = {}
         self.sleepers: deque[tuple[Peer, int]] = deque()
+        self.wake_check = False  # a wake-up check is in the timer heap (_arm_wake_check)
         self.max_queue = [0, 0, 0]  # per priority; 0 = unlimited
         #: the background-job retry policy matched to this name when it was first seen
         self.retry: RetryPolicy | None = None

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-w", "--worker-wakeup", type=int, default=1, metavar="N",
                    help="sleeping workers woken (NOOP) per queued job; 0 = all, as gearmand's "
                         "default (default here: 1, no thundering herd)")
+    p.add_argument("--wakeup-timeout", type=float, default=1.0, metavar="SECONDS",
+                   help="with -w N: when a function's jobs are still queued this long after "
+                        "a wake-up while some of its workers sleep un-woken (a woken worker "
+                        "did not come), wake them all; 0 = never (default 1)")
     p.add_argument("--job-handle-prefix", default=None,
                    help="job handle prefix (default H:<hostname>)")
     p.add_argument("--exceptions", action="store_true",
@@ -194,6 +198,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         backlog=args.backlog,
         job_retries=args.job_retries,
         worker_wakeup=args.worker_wakeup,
+        wakeup_timeout=args.wakeup_timeout,
         job_handle_prefix=args.job_handle_prefix or default_handle_prefix(),
         exceptions=args.exceptions,
         keepalive=args.keepalive,

@@ -69,6 +69,7 @@ class ServerConfig:
     backlog: int = 1024
     job_retries: int = 0
     worker_wakeup: int = 1
+    wakeup_timeout: float = 1.0
     job_handle_prefix: str = field(default_factory=default_handle_prefix)
     exceptions: bool = False
     keepalive: bool = False

@@ -41,6 +41,7 @@ class Server:
         self.broker = Broker(BrokerConfig(
             job_retries=config.job_retries,
             worker_wakeup=config.worker_wakeup,
+            wakeup_timeout=config.wakeup_timeout,
             exceptions=config.exceptions,
             handle_prefix=(config.job_handle_prefix + ":").encode(),
             allow_shutdown=config.allow_shutdown,
