@@ -22,6 +22,8 @@ from gearshift.cli._gearmand_options import (
 )
 from gearshift.server._config import (
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PACKET_TIMEOUT,
+    DEFAULT_PARTIAL_PACKETS_MAX,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     ServerConfig,
@@ -128,6 +130,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         default=DEFAULT_MAX_CONNECTIONS,
                         help="open connections beyond which new ones are accepted and closed "
                              f"at once (0 = no limit; default {DEFAULT_MAX_CONNECTIONS})")
+    limits.add_argument("--packet-timeout", type=_arg(parse_duration), metavar="SECONDS",
+                        default=DEFAULT_PACKET_TIMEOUT,
+                        help="a connection that leaves a started packet incomplete this long "
+                             "gets ERROR TIMEOUT and is closed (e.g. 30, 2m; 0 = no limit; "
+                             f"default {DEFAULT_PACKET_TIMEOUT:g}s)")
+    limits.add_argument("--partial-packets-max", type=_arg(parse_size), metavar="SIZE",
+                        default=DEFAULT_PARTIAL_PACKETS_MAX,
+                        help="bytes all connections together may hold in partly received "
+                             "packets; the read that would pass it closes its connection "
+                             "with ERROR ARGUMENT_TOO_LARGE (0 = no limit; default 256MiB)")
     add_gearmand_options(p)
     p.set_defaults(func=run_serve, serve_parser=p)
 
@@ -225,6 +237,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         retry=tuple(args.retry),
         max_queue=tuple(args.max_queue),
         max_connections=args.max_connections,
+        packet_timeout=args.packet_timeout,
+        partial_packets_max=args.partial_packets_max,
         **kwargs,
     )
 

@@ -142,3 +142,5 @@ class ErrorCode:
     JOB_NOT_FOUND: Final = b"JOB_NOT_FOUND"
     UNKNOWN_OPTION: Final = b"UNKNOWN_OPTION"
     INVALID_ARGUMENT: Final = b"INVALID_ARGUMENT"
+    #: gearshift's: a started packet was not completed within ``--packet-timeout``
+    TIMEOUT: Final = b"TIMEOUT"

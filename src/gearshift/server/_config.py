@@ -17,6 +17,12 @@ DEFAULT_PORT: Final = 4730
 #: a job server's clients and workers need, far below what exhausts memory (each idle
 #: connection costs a few KiB) -- but mind ``ulimit -n`` (see docs/operations.md).
 DEFAULT_MAX_CONNECTIONS: Final = 10_000
+#: Seconds a started packet has to arrive in full (--packet-timeout): generous for a
+#: 64 MiB body on a slow link, short enough that stalled peers cannot hold memory long.
+DEFAULT_PACKET_TIMEOUT: Final = 30.0
+#: Bytes all connections together may hold in partly received packets
+#: (--partial-packets-max): four bodies of the default --max-packet-size.
+DEFAULT_PARTIAL_PACKETS_MAX: Final = 256 << 20
 
 #: Seconds SIGTERM waits for running jobs before closing every connection anyway.
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
@@ -62,6 +68,9 @@ class ServerConfig:
         retry: ``--retry`` policies, in the order given.
         max_queue: ``--max-queue`` caps, in the order given.
         max_connections: open connections beyond which new ones are closed (0 = no limit).
+        packet_timeout: seconds a started packet has to arrive in full (0 = no limit).
+        partial_packets_max: bytes all connections together may hold in partly received
+            packets (0 = no limit).
     """
 
     listen: tuple[str, ...] = ()
@@ -97,3 +106,5 @@ class ServerConfig:
     retry: tuple[RetryPolicy, ...] = ()
     max_queue: tuple[QueueLimit, ...] = ()
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    packet_timeout: float = DEFAULT_PACKET_TIMEOUT
+    partial_packets_max: int = DEFAULT_PARTIAL_PACKETS_MAX

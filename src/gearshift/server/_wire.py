@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from gearshift.broker import Broker, Peer, error_packet
-from gearshift.protocol import PacketReader, ProtocolError
+from gearshift.protocol import ErrorCode, PacketReader, PartialBudget, ProtocolError
 
 log: Final = logging.getLogger("gearshift.server")
 
@@ -46,12 +46,18 @@ class Pump:
             ``shutdown`` was accepted by the broker.
         max_connections: open connections beyond which a new one is closed at once
             (0 = no limit); see :meth:`refuse`.
+        partial_packets_max: bytes all connections together may hold in partly
+            received packets (0 = no limit); see :class:`PartialBudget`.
     """
 
     def __init__(self, broker: Broker, max_packet_size: int,
                  tune_socket: Callable[[Any], None],
-                 on_shutdown: Callable[[str], None], max_connections: int = 0) -> None:
+                 on_shutdown: Callable[[str], None], max_connections: int = 0,
+                 partial_packets_max: int = 0) -> None:
         self.broker = broker
+        #: shared by every connection's reader (None: no budget)
+        self.budget: PartialBudget | None = (
+            PartialBudget(partial_packets_max) if partial_packets_max > 0 else None)
         self.max_connections = max_connections
         self.refused = 0  # connections refused since the last warning
         self._refusal_logged = -1e9  # monotonic time of that warning
@@ -207,7 +213,7 @@ class GearmanConnection:
     def __init__(self, pump: Pump) -> None:
         self.pump = pump
         self.broker = pump.broker
-        self.reader = PacketReader(max_packet_size=pump.max_packet_size)
+        self.reader = PacketReader(max_packet_size=pump.max_packet_size, budget=pump.budget)
         self.peer: Peer | None = None
         self.transport: Any = None
 
@@ -255,6 +261,13 @@ class GearmanConnection:
         self.pump.flush()
         self.transport.close()
 
+    def expire_packet(self, timeout: float) -> None:
+        """Its started packet was not completed in time (``--packet-timeout``)."""
+        peer = self.peer
+        if peer is not None and not self.transport.is_closing():
+            self._reject(peer, ProtocolError(
+                ErrorCode.TIMEOUT, f"packet not completed within {timeout:g} s"))
+
     def eof_received(self) -> bool | None:
         return None  # close our side too (asyncio.Protocol's default)
 
@@ -262,6 +275,7 @@ class GearmanConnection:
         peer = self.peer
         if peer is None:
             return
+        self.reader.discard()  # its partial packet's bytes go back to the budget
         pump = self.pump
         pump.links.pop(peer.id, None)
         self.broker.disconnect(peer)
