@@ -39,6 +39,11 @@ from gearshift.broker._schedules import ScheduleBook
 #: oldest is forgotten, so the admin port cannot be used to grow memory without bound.
 MAX_PENDING_QUEUE_LIMITS: Final = 10_000
 
+#: A batch of packets with admin lines stops once this many reply bytes wait for the
+#: peer, and goes on when they are written (the transport's own high-water mark is 64 KiB):
+#: 3,000 pipelined ``show jobs`` are answered a few at a time, not all into memory.
+ADMIN_BATCH_BYTES: Final = 64 << 10
+
 #: attempt marker of a timer entry that releases a scheduled job (epoch or retry)
 EPOCH_TIMER: Final = -1
 #: The ``attempt`` of a wake-up check (see ``BrokerState._arm_wake_check``).
@@ -85,6 +90,9 @@ class BrokerState:
         #: Connections the broker dropped (see ``Broker._drop_short``): the I/O shell
         #: closes their sockets at its next flush and empties this list.
         self.hangups: list[Peer] = []
+        #: Peers whose batch stopped with a backlog (``Broker._admin_lines``): the I/O
+        #: shell stops reading them and calls ``Broker.resume`` as their replies drain.
+        self.stalled: list[Peer] = []
         #: Set while shutting down gracefully: running jobs may finish, none are handed out.
         self.draining = False
         self._peer_ids = itertools.count(1)

@@ -83,6 +83,7 @@ class Peer:
     __slots__ = (
         "assigned",
         "attached",
+        "backlog",
         "client_id",
         "closed",
         "exceptions",
@@ -125,6 +126,9 @@ class Peer:
         self.gate_mark = 0
         self.urgent = False
         self.gearshift = False  # sent OPTION_REQ "gearshift": may be sent extensions
+        #: packets of a read not yet acted on, because admin replies backed up
+        #: (``Broker._admin_lines``); None: nothing waits
+        self.backlog: list[tuple[int, list[bytes]]] | None = None
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""

@@ -158,6 +158,8 @@ class Pump:
             self._arm_timer(deadline)
         if broker.hangups:
             self._hang_up()
+        if broker.stalled:
+            self._hold_back()
         request = broker.shutdown_request
         if request is not None and not self.closing:
             self.closing = True
@@ -173,6 +175,24 @@ class Pump:
             link = self.links.pop(peer.id, None)
             if link is not None and link.transport is not None:
                 link.transport.close()
+
+    def _hold_back(self) -> None:
+        """Stop reading the peers whose batch stopped with replies waiting (their
+        replies were just written), and go on with each batch in a later iteration --
+        at once if its transport has room, else when ``resume_writing`` says so."""
+        broker = self.broker
+        peers = broker.stalled
+        broker.stalled = []
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
+        for peer in peers:
+            link = self.links.get(peer.id)
+            if link is None or peer.backlog is None:
+                continue
+            link.transport.pause_reading()
+            if not link.writing_paused:
+                loop.call_soon(link.continue_backlog)
 
     def _arm_timer(self, deadline: float) -> None:
         if self._timer is not None:
@@ -216,6 +236,7 @@ class GearmanConnection:
         self.reader = PacketReader(max_packet_size=pump.max_packet_size, budget=pump.budget)
         self.peer: Peer | None = None
         self.transport: Any = None
+        self.writing_paused = False  # between pause_writing and resume_writing
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -284,9 +305,26 @@ class GearmanConnection:
     def pause_writing(self) -> None:
         # The peer is not reading its replies: stop reading its requests until it does,
         # so one slow client cannot make the server buffer without bound.
+        self.writing_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.transport is not None and not self.transport.is_closing():
+            peer = self.peer
+            if peer is not None and peer.backlog is not None:
+                self.continue_backlog()  # reading resumes once the backlog is done
+            else:
+                self.transport.resume_reading()
+
+    def continue_backlog(self) -> None:
+        """Act on more of a batch stopped for its admin replies (Broker._admin_lines);
+        read again once none is left."""
+        peer = self.peer
+        if peer is None or peer.closed or self.writing_paused or self.transport.is_closing():
+            return
+        self.broker.resume(peer)
+        if peer.backlog is None:
             self.transport.resume_reading()
+        self.pump.after_batch()
