@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gearshift.broker import Broker
+from gearshift.broker import Broker, Peer
 from gearshift.protocol import ErrorCode
 
 from ._harness import Clock, P, admin, grab, grab_handle, make_broker, submit, take, worker
@@ -257,14 +257,19 @@ def test_worker_wakeup_caps_noops_per_job(wakeup: int, expected: int) -> None:
     assert len(woken) == expected
 
 
-def test_successive_jobs_wake_different_sleepers() -> None:
-    broker = make_broker(worker_wakeup=1)
-    sleepers = [worker(broker, b"f") for _ in range(3)]
-    for w in sleepers:
+def _sleepers_and_jobs(broker: Broker, sleepers: int, jobs: int) -> list[Peer]:
+    """``sleepers`` workers of f sleep, then ``jobs`` jobs for f are submitted."""
+    peers = [worker(broker, b"f") for _ in range(sleepers)]
+    for w in peers:
         broker.handle(w, P.PRE_SLEEP)
     c = broker.connect()
-    for _ in range(3):
+    for _ in range(jobs):
         submit(broker, c, b"f")
+    return peers
+
+
+def test_successive_jobs_wake_different_sleepers() -> None:
+    sleepers = _sleepers_and_jobs(make_broker(worker_wakeup=1), 3, 3)
     assert [take(w) for w in sleepers] == [[(P.NOOP, [])]] * 3
 
 
@@ -295,6 +300,59 @@ def test_woken_worker_that_drops_the_function_passes_the_wakeup_on(how: int) -> 
     else:
         broker.handle(w1, P.RESET_ABILITIES)
     assert take(w2) == [(P.NOOP, [])]
+
+
+def _stale_and_live_sleeper(clock: Clock, **config: object) -> tuple[Broker, Peer, Peer]:
+    """w1 sleeps first and will never act on its NOOP (like a Perl test worker whose
+    process died while its parent keeps the socket open); w2 sleeps too. One job."""
+    broker = make_broker(clock, worker_wakeup=1, **config)
+    w1, w2 = worker(broker, b"f"), worker(broker, b"f")
+    broker.handle(w1, P.PRE_SLEEP)
+    broker.handle(w2, P.PRE_SLEEP)
+    submit(broker, broker.connect(), b"f")
+    assert take(w1) == [(P.NOOP, [])]
+    assert take(w2) == []
+    return broker, w1, w2
+
+
+def test_a_woken_worker_that_never_comes_gets_the_others_woken_after_the_timeout() -> None:
+    clock = Clock()
+    broker, _, w2 = _stale_and_live_sleeper(clock, wakeup_timeout=1.0)
+    clock.advance(0.9)
+    broker.run_timers()
+    assert take(w2) == []
+    clock.advance(0.2)
+    broker.run_timers()
+    assert take(w2) == [(P.NOOP, [])]
+    broker.handle(w2, P.GRAB_JOB)
+    assert take(w2)[0][0] == P.JOB_ASSIGN
+
+
+def test_no_extra_wakeup_when_the_woken_worker_took_the_job() -> None:
+    clock = Clock()
+    broker, w1, w2 = _stale_and_live_sleeper(clock, wakeup_timeout=1.0)
+    broker.handle(w1, P.GRAB_JOB)
+    assert take(w1)[0][0] == P.JOB_ASSIGN
+    clock.advance(5.0)
+    broker.run_timers()
+    assert take(w2) == []
+    assert broker.timers == []
+
+
+def test_wakeup_timeout_zero_keeps_strict_wake_one() -> None:
+    clock = Clock()
+    broker, _, w2 = _stale_and_live_sleeper(clock, wakeup_timeout=0.0)
+    assert broker.timers == []
+    clock.advance(60.0)
+    broker.run_timers()
+    assert take(w2) == []
+
+
+def test_one_wake_check_per_function_whatever_the_job_rate() -> None:
+    broker = make_broker(Clock(), worker_wakeup=1, wakeup_timeout=1.0)
+    sleepers = _sleepers_and_jobs(broker, 60, 50)
+    assert sum(take(w) == [(P.NOOP, [])] for w in sleepers) == 50
+    assert len(broker.timers) == 1
 
 
 # ---------------------------------------------------------------- requeue
@@ -671,16 +729,40 @@ def test_packets_gearmand_rejects_are_invalid_command(broker: Broker, ptype: int
     (P.SUBMIT_JOB_EPOCH, [b"f", b"", b"0"]),
     (P.SUBMIT_REDUCE_JOB, [b"f", b"u", b"r", b"data"]),
 ])
-def test_wrong_field_count_is_an_error_and_changes_nothing(broker: Broker, ptype: int,
-                                                           fields: list[bytes]) -> None:
+def test_wrong_field_count_drops_the_connection_without_a_reply(
+        broker: Broker, ptype: int, fields: list[bytes]) -> None:
+    """gearmand reads past the body for the missing NULs and ends up closing the
+    connection without a word; we close at once, also without a word."""
     c = broker.connect()
     broker.handle(c, ptype, *fields)
-    [(reply, got)] = take(c)
-    assert (reply, got[0]) == (P.ERROR, ErrorCode.INVALID_COMMAND)
-    assert b"fields" in got[1]
+    assert take(c) == []
+    assert c.closed
+    assert broker.hangups == [c]
     assert dict(broker.jobs.items()) == {}
-    broker.handle(c, P.ECHO_REQ, b"still here")
-    assert take(c) == [(P.ECHO_RES, [b"still here"])]
+    broker.handle(c, P.ECHO_REQ, b"still here")  # nothing more is read from it
+    assert take(c) == []
+
+
+def test_bare_handle_work_complete_requeues_the_job_like_a_lost_worker(
+        broker: Broker) -> None:
+    """Perl's Gearman::Worker sends WORK_COMPLETE with a false result ("" or "0") as the
+    bare handle, no NUL: the job is not completed, its worker is dropped, the job goes
+    back to the queue for another worker, and the client hears nothing (gearmand too)."""
+    client, w1, w2 = broker.connect(), broker.connect(), broker.connect()
+    broker.handle(client, P.SUBMIT_JOB, b"f", b"", b"data")
+    [(_, [handle])] = take(client)
+    broker.handle(w1, P.CAN_DO, b"f")
+    broker.handle(w1, P.GRAB_JOB)
+    assert take(w1)[0][0] == P.JOB_ASSIGN
+    broker.handle(w1, P.WORK_COMPLETE, handle)
+    assert w1.closed
+    assert broker.hangups == [w1]
+    assert take(client) == []
+    broker.handle(w2, P.CAN_DO, b"f")
+    broker.handle(w2, P.GRAB_JOB)
+    assert take(w2) == [(P.JOB_ASSIGN, [handle, b"f", b"data"])]
+    broker.handle(w2, P.WORK_COMPLETE, handle, b"")
+    assert take(client) == [(P.WORK_COMPLETE, [handle, b""])]
 
 
 def test_echo_returns_the_body_unchanged(broker: Broker) -> None:

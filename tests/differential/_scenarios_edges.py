@@ -306,12 +306,32 @@ def unknown_magic(s: Session) -> None:
 
 @scenario()
 def wrong_field_count(s: Session) -> None:
+    """Too few NULs, with the next packet in the same write: gearmand reads that
+    packet's bytes as the missing fields and drops the connection; gearshift drops it
+    at once. Neither answers."""
     c = s.connect("c1")
-    c.send_raw(b"\0REQ" + (7).to_bytes(4, "big") + (3).to_bytes(4, "big") + b"f\0u",
-               "SUBMIT_JOB with 2 fields")
-    c.quiet()
-    c.send(P.ECHO_REQ, b"still open?")
+    c.send_raw(b"\0REQ" + (7).to_bytes(4, "big") + (3).to_bytes(4, "big") + b"f\0u"
+               + encode_request(P.ECHO_REQ, b"still open?"),
+               "SUBMIT_JOB with 2 fields, ECHO_REQ")
     c.recv(1, timeout=SILENCE)
+
+
+@scenario()
+def bare_handle_work_complete(s: Session) -> None:
+    """Perl's Gearman::Worker sends WORK_COMPLETE with an empty (or "0") result as the
+    bare handle, no NUL, then its next GRAB_JOB: the worker is dropped without a reply,
+    the client hears nothing and the job is queued again (written in one piece, so
+    gearmand has the next packet's bytes to read the missing NUL from)."""
+    w = worker(s, "w1", b"f")
+    c = s.connect("c1")
+    handle = submit(c, P.SUBMIT_JOB, b"f", b"", b"data")
+    w.send(P.GRAB_JOB)
+    w.recv(1)
+    w.send_raw(b"\0REQ" + (13).to_bytes(4, "big") + len(handle).to_bytes(4, "big") + handle
+               + encode_request(P.GRAB_JOB), "WORK_COMPLETE with the bare handle, GRAB_JOB")
+    w.recv(1, timeout=SILENCE)
+    c.quiet()
+    s.connect("a").admin(b"status", listing=True)
 
 
 @scenario()

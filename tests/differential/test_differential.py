@@ -260,25 +260,6 @@ EXPECTED_DIFFERENCES: dict[str, ExpectedDifference] = {
             'c1 <- <connection closed by server>',
         ),
     ),
-    "wrong_field_count": ExpectedDifference(
-        why=(
-            "A body with too few NUL-separated fields: we answer ERROR INVALID_COMMAND and "
-            "keep the connection; gearmand waits for more NULs (the next packet's bytes are "
-            "swallowed as arguments and the connection is eventually dropped)."
-        ),
-        gearmand=(
-            'c1 -> SUBMIT_JOB with 2 fields',
-            'c1 <- (nothing)',
-            "c1 -> ECHO_REQ 'still open?'",
-            'c1 <- <connection closed by server>',
-        ),
-        gearshift=(
-            'c1 -> SUBMIT_JOB with 2 fields',
-            "c1 <- ERROR 'INVALID_COMMAND' 'SUBMIT_JOB needs 3 NUL-separated fields, got 2'",
-            "c1 -> ECHO_REQ 'still open?'",
-            "c1 <- ECHO_RES 'still open?'",
-        ),
-    ),
     "oversized_body": ExpectedDifference(
         why=(
             "Body size cap (64 MiB by default, --max-packet-size): we answer ERROR "

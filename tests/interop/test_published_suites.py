@@ -2,7 +2,8 @@
 
 Only gear ships server-driven tests that can be aimed at a running server (its wheel
 carries ``gear/tests``; ``peers/gear_suite.py`` swaps its in-process ``gear.Server`` for
-the server under test). Perl's Debian package ships no tests, python-gearman's wheel none,
+the server under test). Perl's Debian package ships no tests (its CPAN release's ``t/*.t``
+run in test_perl_suite.py, from the source package), python-gearman's wheel none,
 and the npm ``gearman`` package's tests are codec unit tests that never open a socket.
 """
 

@@ -14,7 +14,7 @@ import pytest
 from gearshift.protocol import REQ, RES, ErrorCode, PacketReader, encode, header
 from gearshift.testing import GearshiftServer
 
-from ._wire import P, Wire, round_trip
+from ._wire import REPLY_TIMEOUT, P, Wire, round_trip
 
 MAX_PACKET = 1024 * 1024
 
@@ -104,13 +104,46 @@ def test_response_magic_gets_an_error_and_the_connection_stays(server: Gearshift
     conn.close()
 
 
-def test_wrong_field_count_is_an_error_and_the_connection_stays(server: GearshiftServer) -> None:
+def _closed_without_reply(conn: Wire) -> bool:
+    """True once the server closes ``conn`` having sent nothing (AssertionError on a
+    reply or on no close within the reply deadline)."""
+    conn.sock.settimeout(REPLY_TIMEOUT)
+    data = conn.sock.recv(65536)
+    assert data == b"", f"expected a silent close, got {data!r}"
+    return True
+
+
+def test_wrong_field_count_closes_the_connection_without_a_reply(
+        server: GearshiftServer) -> None:
+    """gearmand ends such a connection without a word (it reads the next packet's bytes
+    as the missing arguments, then fails); we close it at once. Others are unaffected."""
+    other = Wire.to(server.address)
     conn = Wire.to(server.address)
-    ptype, fields = conn.call(P.SUBMIT_JOB, b"only-function")
-    assert ptype == P.ERROR
-    assert fields[0] == ErrorCode.INVALID_COMMAND
-    assert conn.call(P.ECHO_REQ, b"still open") == (P.ECHO_RES, [b"still open"])
+    conn.send(P.SUBMIT_JOB, b"only-function")
+    assert _closed_without_reply(conn)
+    assert other.call(P.ECHO_REQ, b"still open") == (P.ECHO_RES, [b"still open"])
+    other.close()
     conn.close()
+
+
+def test_bare_handle_work_complete_requeues_for_the_next_worker(
+        server: GearshiftServer) -> None:
+    """Perl's Gearman::Worker sends an empty result as WORK_COMPLETE with the bare
+    handle: its connection is dropped, the job goes to the next worker (gearmand too)."""
+    client, w1, w2 = (Wire.to(server.address) for _ in range(3))
+    ptype, [handle] = client.call(P.SUBMIT_JOB, b"bare", b"", b"x")
+    assert ptype == P.JOB_CREATED
+    w1.send(P.CAN_DO, b"bare")
+    assert w1.call(P.GRAB_JOB)[0] == P.JOB_ASSIGN
+    w1.send_raw(REQ + P.WORK_COMPLETE.to_bytes(4, "big") + len(handle).to_bytes(4, "big")
+                + handle)
+    assert _closed_without_reply(w1)
+    w2.send(P.CAN_DO, b"bare")
+    assert w2.call(P.GRAB_JOB) == (P.JOB_ASSIGN, [handle, b"bare", b"x"])
+    w2.send(P.WORK_COMPLETE, handle, b"done")
+    assert client.recv() == (P.WORK_COMPLETE, [handle, b"done"])
+    for conn in (client, w1, w2):
+        conn.close()
 
 
 def test_rejected_packet_types_get_invalid_command(server: GearshiftServer) -> None:

@@ -86,7 +86,9 @@ def test_job_retries_drop_the_job_and_fail_the_client() -> None:
 
 @pytest.mark.parametrize(("wakeup", "expected"), [("1", 1), ("0", 3)])
 def test_worker_wakeup_option_caps_noops_per_job(wakeup: str, expected: int) -> None:
-    with GearshiftServer(extra_args=["--worker-wakeup", wakeup]) as server:
+    # --wakeup-timeout 0: the woken worker never grabs here, and the cap is what is tested
+    with GearshiftServer(extra_args=["--worker-wakeup", wakeup, "--wakeup-timeout", "0"]) \
+            as server:
         sleepers = [Wire.to(server.address) for _ in range(3)]
         for w in sleepers:
             w.send(P.CAN_DO, b"herd")
@@ -98,3 +100,25 @@ def test_worker_wakeup_option_caps_noops_per_job(wakeup: str, expected: int) -> 
         woken = [w for w in sleepers if not w.silent(0.5)]
         assert len(woken) == expected
         assert all(w.recv() == (P.NOOP, []) for w in woken)
+
+
+def test_sleepers_are_woken_when_the_woken_worker_does_not_come() -> None:
+    """-w 1: the one NOOPed worker never grabs (a hung worker, or a socket its dead
+    process's parent still holds); after --wakeup-timeout the other sleepers are woken
+    and one of them runs the job."""
+    with GearshiftServer(extra_args=["--wakeup-timeout", "0.3"]) as server:
+        sleepers = [Wire.to(server.address) for _ in range(3)]
+        for w in sleepers:
+            w.send(P.CAN_DO, b"stuck")
+            w.send(P.PRE_SLEEP)
+        for w in sleepers:
+            assert w.call(P.ECHO_REQ, b"sync") == (P.ECHO_RES, [b"sync"])
+        client = Wire.to(server.address)
+        assert client.call(P.SUBMIT_JOB, b"stuck", b"", b"x")[0] == P.JOB_CREATED
+        stale = next(w for w in sleepers if not w.silent(0.1))  # the first NOOP
+        assert stale.recv() == (P.NOOP, [])
+        live = [w for w in sleepers if w is not stale]
+        assert all(w.recv() == (P.NOOP, []) for w in live)  # within REPLY_TIMEOUT
+        handle = live[0].call(P.GRAB_JOB)[1][0]
+        live[0].send(P.WORK_COMPLETE, handle, b"done")
+        assert client.recv() == (P.WORK_COMPLETE, [handle, b"done"])

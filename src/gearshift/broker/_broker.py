@@ -20,12 +20,14 @@ Dispatch rules (see docs/compatibility.md for where they differ from gearmand):
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from typing import Final
 
 from gearshift.broker._admin import AdminCommands
 from gearshift.broker._config import BrokerConfig, StoreHooks
+from gearshift.broker._core import ADMIN_BATCH_BYTES
 from gearshift.broker._model import (
     DONE,
     HIGH,
@@ -107,6 +109,9 @@ class Broker(WorkerDispatch):
         a direct call is a C call, where a table entry is a Python-level call with its
         argument parsing (measured: benchmarks/dispatch_bench.py 2.0 -> 1.85 us per job).
         """
+        if peer.backlog is not None:  # an earlier batch is still waiting: it goes first
+            peer.backlog.extend(packets)
+            return
         dispatch = self._dispatch
         arity = self._arity
         self._now = 0.0  # a new batch: the clock is read again when needed
@@ -115,18 +120,15 @@ class Broker(WorkerDispatch):
                 return
             if ptype <= 0:
                 if ptype == 0:
-                    self._admin.handle_line(peer, fields[0])
+                    self._admin_lines(peer, packets)  # this line and all after it
+                    return
                 else:  # WRONG_MAGIC: a well-framed packet with the response magic
                     self._send(peer, error_packet(ErrorCode.INVALID_MAGIC,
                                                   "Request magic expected"))
                 continue
             if len(fields) < arity[ptype]:  # only a split with too few NULs can be short
-                self._send(peer, error_packet(
-                    ErrorCode.INVALID_COMMAND,
-                    f"{P(ptype).name} needs {arity[ptype]} NUL-separated fields, "
-                    f"got {len(fields)}",
-                ))
-                continue
+                self._drop_short(peer, ptype, len(fields))
+                return
             if ptype == _GRAB_JOB:
                 self._grab_job(peer, fields)
             elif ptype == _WORK_COMPLETE:
@@ -146,6 +148,62 @@ class Broker(WorkerDispatch):
                                                   "Command not expected"))
                 else:
                     handler(peer, fields)
+
+    def _admin_lines(self, peer: Peer, packets: list[tuple[int, list[bytes]]]) -> None:
+        """Act on ``packets`` from their first admin line on, one at a time, stopping
+        when ``ADMIN_BATCH_BYTES`` of replies wait for the peer.
+
+        What is left becomes ``peer.backlog`` and the peer is listed in ``stalled``:
+        the I/O shell stops reading it, writes the replies, and calls :meth:`resume`
+        when they have drained, so a read of 3,000 pipelined ``show jobs`` never holds
+        3,000 listings at once. Only batches with admin lines come here; the binary
+        loop of :meth:`handle_packets` is unchanged.
+        """
+        i = 0
+        n = len(packets)
+        while packets[i][0] != 0:
+            i += 1
+        while i < n:
+            if peer.closed:
+                return
+            ptype, fields = packets[i]
+            i += 1
+            if ptype == 0:
+                self._admin.handle_line(peer, fields[0])
+                if i < n and sum(len(chunk) for chunk in peer.out) > ADMIN_BATCH_BYTES:
+                    peer.backlog = packets[i:]
+                    self.stalled.append(peer)
+                    return
+            else:
+                self.handle_packets(peer, [(ptype, fields)])
+
+    def resume(self, peer: Peer) -> None:
+        """Go on with the packets a stopped batch left (see :meth:`_admin_lines`)."""
+        packets = peer.backlog
+        peer.backlog = None
+        if packets and not peer.closed:
+            self.handle_packets(peer, packets)
+
+    def _drop_short(self, peer: Peer, ptype: int, got: int) -> None:
+        """A packet with too few NUL-separated fields: drop the connection, no reply.
+
+        gearmand (1.1.20, ``gear/protocol.cc``) looks for the missing NULs past the end of
+        the body: it waits for more bytes, takes the next packet's first bytes as the
+        missing argument (its ``\\0REQ`` magic supplies the NUL), its remaining body size
+        wraps below zero, the allocation fails and the connection is closed -- or, for a
+        type without a data blob, it never answers again. Either way the peer sees no
+        reply and a dead connection, and a worker's jobs are requeued. We close at once
+        rather than after the next packet. The classic case is Perl's Gearman::Worker,
+        which sends WORK_COMPLETE, WORK_DATA or WORK_WARNING with a false result ("" or
+        "0") as the bare handle: it treats a closed connection as retryable (it
+        reconnects), but an ERROR packet as fatal -- the worker process died, and the
+        suite's next test hung.
+        """
+        self._note(logging.INFO,
+                   f"closing {peer.host}:{peer.port}: {P(ptype).name} needs "
+                   f"{self._arity[ptype]} NUL-separated fields, got {got}")
+        self.disconnect(peer)
+        self.hangups.append(peer)
 
     def handle(self, peer: Peer, ptype: int, *fields: bytes) -> None:
         """Apply one packet (convenience for tests and tools)."""

@@ -47,6 +47,9 @@ class BrokerConfig:
             handed out this many times without finishing; 0 = unlimited (gearmand's
             released behaviour). A retry policy, where one applies, takes precedence.
         worker_wakeup: ``-w``: sleeping workers NOOPed per queued job; 0 = all.
+        wakeup_timeout: ``--wakeup-timeout``: with ``-w N``, a function whose jobs are
+            still queued this many seconds after a wake-up, while some of its workers
+            sleep un-woken, NOOPs all of them (a woken worker did not come); 0 = never.
         exceptions: ``--exceptions``: every connection starts with the option on.
         handle_prefix: job handles are ``<prefix><counter>``.
         allow_shutdown: whether the admin ``shutdown`` command is honoured.
@@ -66,6 +69,7 @@ class BrokerConfig:
 
     job_retries: int = 0
     worker_wakeup: int = 1
+    wakeup_timeout: float = 1.0
     exceptions: bool = False
     handle_prefix: bytes = b"H:gearshift:"
     allow_shutdown: bool = False

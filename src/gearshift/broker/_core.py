@@ -40,8 +40,15 @@ from gearshift.broker._schedules import ScheduleBook
 #: oldest is forgotten, so the admin port cannot be used to grow memory without bound.
 MAX_PENDING_QUEUE_LIMITS: Final = 10_000
 
+#: A batch of packets with admin lines stops once this many reply bytes wait for the
+#: peer, and goes on when they are written (the transport's own high-water mark is 64 KiB):
+#: 3,000 pipelined ``show jobs`` are answered a few at a time, not all into memory.
+ADMIN_BATCH_BYTES: Final = 64 << 10
+
 #: attempt marker of a timer entry that releases a scheduled job (epoch or retry)
 EPOCH_TIMER: Final = -1
+#: The ``attempt`` of a wake-up check (see ``BrokerState._arm_wake_check``).
+WAKE_TIMER: Final = -2
 
 
 class BrokerState:
@@ -85,6 +92,14 @@ class BrokerState:
                                     self.config.dead_max_bytes)
         self.schedules = ScheduleBook()
         self.shutdown_request: str | None = None
+        #: ``wakeup_timeout``, read per queued job (0.0 = no wake-up checks)
+        self._wake_check_after = self.config.wakeup_timeout if self.config.worker_wakeup else 0.0
+        #: Connections the broker dropped (see ``Broker._drop_short``): the I/O shell
+        #: closes their sockets at its next flush and empties this list.
+        self.hangups: list[Peer] = []
+        #: Peers whose batch stopped with a backlog (``Broker._admin_lines``): the I/O
+        #: shell stops reading them and calls ``Broker.resume`` as their replies drain.
+        self.stalled: list[Peer] = []
         #: Set while shutting down gracefully: running jobs may finish, none are handed out.
         self.draining = False
         self._peer_ids = itertools.count(1)
@@ -280,6 +295,8 @@ class BrokerState:
         queued[prio] = count + 1
         if func.sleepers:
             self._wake(func)
+            if func.sleepers and self._wake_check_after > 0.0 and not func.wake_check:
+                self._arm_wake_check(job)
 
     def _unqueue(self, job: Job) -> None:
         """Take a QUEUED or SCHEDULED job out of the counts (its queue entry goes lazily)."""
@@ -339,10 +356,12 @@ class BrokerState:
         func.sleepers.clear()
         func.sleepers.extend(live)
 
-    def _wake(self, func: Function) -> None:
-        """NOOP up to ``worker_wakeup`` sleeping workers of ``func`` (0 = all)."""
+    def _wake(self, func: Function, limit: int = -1) -> None:
+        """NOOP up to ``limit`` sleeping workers of ``func`` (0 = all; by default
+        ``worker_wakeup``)."""
         sleepers = func.sleepers
-        limit = self.config.worker_wakeup
+        if limit < 0:
+            limit = self.config.worker_wakeup
         woken = 0
         while sleepers:
             peer, epoch = sleepers.popleft()
@@ -356,6 +375,30 @@ class BrokerState:
                 woken += 1
                 if woken == limit:
                     return
+
+    def _arm_wake_check(self, job: Job) -> None:
+        """Check ``wakeup_timeout`` seconds from now that ``job``'s function has no
+        queued job left while some of its workers sleep un-woken.
+
+        Waking only some sleepers (``-w N``) trusts each woken worker to come and grab.
+        One that does not -- stopped, hung, or a socket still held open by a parent
+        process after the worker itself died, as Perl's Gearman::Worker tests leave them
+        -- would keep the job waiting for ever while a live worker sleeps next to it
+        (gearmand's default wakes every sleeper, so it never sees this). One check per
+        function at a time: a heap push at most once per ``wakeup_timeout`` per function,
+        whatever the job rate.
+        """
+        job.function.wake_check = True
+        heapq.heappush(self.timers, (self.now() + self._wake_check_after,
+                                     next(self._timer_seq), job, WAKE_TIMER))
+
+    def _check_wake(self, func: Function) -> None:
+        """A wake-up check is due: jobs still queued with workers left sleeping means a
+        woken worker did not come, so every sleeper of the function gets its NOOP."""
+        func.wake_check = False
+        queued = func.queued
+        if (queued[0] or queued[1] or queued[2]) and func.sleepers and not self.draining:
+            self._wake(func, 0)
 
     # ------------------------------------------------------------------ held replies
 

@@ -24,7 +24,7 @@ import heapq
 import logging
 from typing import Final
 
-from gearshift.broker._core import EPOCH_TIMER, BrokerState
+from gearshift.broker._core import EPOCH_TIMER, WAKE_TIMER, BrokerState
 from gearshift.broker._model import (
     DONE,
     PENDING,
@@ -467,6 +467,8 @@ class JobLifecycle(BrokerState):
                 if job.state == SCHEDULED:
                     job.function.scheduled -= 1
                     self._enqueue(job)
+            elif attempt == WAKE_TIMER:
+                self._check_wake(job.function)
             elif job.state == RUNNING and job.attempt == attempt:
                 worker = job.worker
                 limit = worker.timeouts.get(job.function, 0.0) if worker is not None else 0.0

@@ -84,6 +84,7 @@ class Peer:
     __slots__ = (
         "assigned",
         "attached",
+        "backlog",
         "cancelled",
         "client_id",
         "closed",
@@ -133,6 +134,9 @@ class Peer:
         self.cancelled: set[bytes] | None = None
         #: what --acl lets this peer do (None: no ACL, everything)
         self.rights: Rights | None = None
+        #: packets of a read not yet acted on, because admin replies backed up
+        #: (``Broker._admin_lines``); None: nothing waits
+        self.backlog: list[tuple[int, list[bytes]]] | None = None
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""
@@ -222,6 +226,7 @@ class Function:
         "sleepers",
         "submitted",
         "uniques",
+        "wake_check",
         "workers",
     )
 
@@ -237,6 +242,7 @@ class Function:
         self.scheduled = 0  # future SUBMIT_JOB_EPOCH jobs waiting in the timer heap
         self.workers: dict[Peer, None] = {}
         self.sleepers: deque[tuple[Peer, int]] = deque()
+        self.wake_check = False  # a wake-up check is in the timer heap (_arm_wake_check)
         self.max_queue = [0, 0, 0]  # per priority; 0 = unlimited
         #: the background-job retry policy matched to this name when it was first seen
         self.retry: RetryPolicy | None = None

@@ -26,6 +26,8 @@ from gearshift.cli._gearmand_options import (
 from gearshift.cli._tls_options import add_serve_tls_options, tls_config_from_args
 from gearshift.server._config import (
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PACKET_TIMEOUT,
+    DEFAULT_PARTIAL_PACKETS_MAX,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     ServerConfig,
@@ -67,6 +69,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-w", "--worker-wakeup", type=int, default=1, metavar="N",
                    help="sleeping workers woken (NOOP) per queued job; 0 = all, as gearmand's "
                         "default (default here: 1, no thundering herd)")
+    p.add_argument("--wakeup-timeout", type=float, default=1.0, metavar="SECONDS",
+                   help="with -w N: when a function's jobs are still queued this long after "
+                        "a wake-up while some of its workers sleep un-woken (a woken worker "
+                        "did not come), wake them all; 0 = never (default 1)")
     p.add_argument("--job-handle-prefix", default=None,
                    help="job handle prefix (default H:<hostname>)")
     p.add_argument("--exceptions", action="store_true",
@@ -147,6 +153,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         default=DEFAULT_MAX_CONNECTIONS,
                         help="open connections beyond which new ones are accepted and closed "
                              f"at once (0 = no limit; default {DEFAULT_MAX_CONNECTIONS})")
+    limits.add_argument("--packet-timeout", type=_arg(parse_duration), metavar="SECONDS",
+                        default=DEFAULT_PACKET_TIMEOUT,
+                        help="a connection that leaves a started packet incomplete this long "
+                             "gets ERROR TIMEOUT and is closed (e.g. 30, 2m; 0 = no limit; "
+                             f"default {DEFAULT_PACKET_TIMEOUT:g}s)")
+    limits.add_argument("--partial-packets-max", type=_arg(parse_size), metavar="SIZE",
+                        default=DEFAULT_PARTIAL_PACKETS_MAX,
+                        help="bytes all connections together may hold in partly received "
+                             "packets; the read that would pass it closes its connection "
+                             "with ERROR ARGUMENT_TOO_LARGE (0 = no limit; default 256MiB)")
     add_serve_tls_options(p)
     http = p.add_argument_group("HTTP listener: metrics, JSON API, gearmand's HTTP protocol "
                                 "(needs the 'http' extra; see docs/operations.md)")
@@ -243,6 +259,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         backlog=args.backlog,
         job_retries=args.job_retries,
         worker_wakeup=args.worker_wakeup,
+        wakeup_timeout=args.wakeup_timeout,
         job_handle_prefix=args.job_handle_prefix or default_handle_prefix(),
         exceptions=args.exceptions,
         keepalive=args.keepalive,
@@ -276,6 +293,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         http_port=http_port(args),
         http_listen=tuple(args.http_listen),
         http_protocol=args.protocol is not None,
+        packet_timeout=args.packet_timeout,
+        partial_packets_max=args.partial_packets_max,
         **kwargs,
     )
 

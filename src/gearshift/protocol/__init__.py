@@ -3,6 +3,7 @@
 from gearshift.protocol._codec import (
     Packet,
     PacketReader,
+    PartialBudget,
     ProtocolError,
     encode,
     encode_request,
@@ -30,6 +31,7 @@ __all__ = [
     "Packet",
     "PacketReader",
     "PacketType",
+    "PartialBudget",
     "ProtocolError",
     "encode",
     "encode_request",

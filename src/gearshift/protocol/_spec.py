@@ -144,3 +144,5 @@ class ErrorCode:
     INVALID_ARGUMENT: Final = b"INVALID_ARGUMENT"
     #: gearshift's own: --acl refused the request (gearmand has no rights to refuse by)
     PERMISSION_DENIED: Final = b"PERMISSION_DENIED"
+    #: gearshift's: a started packet was not completed within ``--packet-timeout``
+    TIMEOUT: Final = b"TIMEOUT"

@@ -22,6 +22,12 @@ DEFAULT_PORT: Final = 4730
 #: a job server's clients and workers need, far below what exhausts memory (each idle
 #: connection costs a few KiB) -- but mind ``ulimit -n`` (see docs/operations.md).
 DEFAULT_MAX_CONNECTIONS: Final = 10_000
+#: Seconds a started packet has to arrive in full (--packet-timeout): generous for a
+#: 64 MiB body on a slow link, short enough that stalled peers cannot hold memory long.
+DEFAULT_PACKET_TIMEOUT: Final = 30.0
+#: Bytes all connections together may hold in partly received packets
+#: (--partial-packets-max): four bodies of the default --max-packet-size.
+DEFAULT_PARTIAL_PACKETS_MAX: Final = 256 << 20
 
 #: Seconds SIGTERM waits for running jobs before closing every connection anyway.
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
@@ -78,6 +84,9 @@ class ServerConfig:
         http_listen: addresses of the HTTP listener; empty = the same as ``listen``.
         http_protocol: gearmand's HTTP protocol (``-r http``) is on: ``POST /FUNCTION``
             (and GET, PUT, HEAD) on any path gearshift does not use itself submits a job.
+        packet_timeout: seconds a started packet has to arrive in full (0 = no limit).
+        partial_packets_max: bytes all connections together may hold in partly received
+            packets (0 = no limit).
     """
 
     listen: tuple[str, ...] = ()
@@ -85,6 +94,7 @@ class ServerConfig:
     backlog: int = 1024
     job_retries: int = 0
     worker_wakeup: int = 1
+    wakeup_timeout: float = 1.0
     job_handle_prefix: str = field(default_factory=default_handle_prefix)
     exceptions: bool = False
     keepalive: bool = False
@@ -120,3 +130,5 @@ class ServerConfig:
     http_port: int | None = None
     http_listen: tuple[str, ...] = ()
     http_protocol: bool = False
+    packet_timeout: float = DEFAULT_PACKET_TIMEOUT
+    partial_packets_max: int = DEFAULT_PARTIAL_PACKETS_MAX

@@ -23,6 +23,7 @@ from gearshift.broker import Broker, BrokerConfig, Peer, QueueLimits, RetryPolic
 from gearshift.broker._acl import Acl, certificate_subject
 from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._durable import DurableStore, open_durable
+from gearshift.server._partials import PacketDeadline
 from gearshift.server._tls import server_context
 from gearshift.server._wire import Pump
 
@@ -44,6 +45,7 @@ class Server:
         self.broker = Broker(BrokerConfig(
             job_retries=config.job_retries,
             worker_wakeup=config.worker_wakeup,
+            wakeup_timeout=config.wakeup_timeout,
             exceptions=config.exceptions,
             handle_prefix=(config.job_handle_prefix + ":").encode(),
             allow_shutdown=config.allow_shutdown,
@@ -62,9 +64,13 @@ class Server:
         self.broker.trace = log.isEnabledFor(logging.DEBUG)
         #: the per-read and per-iteration work (compiled): connections, flushing, timers
         self.pump = Pump(self.broker, config.max_packet_size, self.tune_socket,
-                         self._shutdown_requested, config.max_connections)
+                         self._shutdown_requested, config.max_connections,
+                         config.partial_packets_max)
         if config.acl is not None:
             self.pump.identify = _identifier(config.acl)
+        #: --packet-timeout's sweep (None: no deadline)
+        self.deadline = (PacketDeadline(self.pump, config.packet_timeout)
+                         if config.packet_timeout > 0 else None)
         self.durable: DurableStore | None = None
         self._servers: list[asyncio.Server] = []
         self._closed = asyncio.Event()
@@ -126,6 +132,8 @@ class Server:
         # Replayed jobs' epoch and retry times, schedules and kept outcomes need the
         # timer armed now, not when the first connection sends something.
         self.pump.after_batch()
+        if self.deadline is not None:
+            self.deadline.ensure_running()
 
     async def _start_http(self) -> None:
         from gearshift.http._app import HttpListener
@@ -185,6 +193,8 @@ class Server:
             link.transport.close()
         await asyncio.sleep(0)  # let connection_lost callbacks run
         self.pump.cancel_timer()
+        if self.deadline is not None:
+            self.deadline.stop()
         if self._loop is not None and self._accept_errors is not None:
             self._loop.set_exception_handler(self._accept_errors.previous)
         if self.durable is not None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from gearshift.broker import Broker, Peer, error_packet
-from gearshift.protocol import PacketReader, ProtocolError
+from gearshift.protocol import ErrorCode, PacketReader, PartialBudget, ProtocolError
 
 log: Final = logging.getLogger("gearshift.server")
 
@@ -46,12 +46,18 @@ class Pump:
             ``shutdown`` was accepted by the broker.
         max_connections: open connections beyond which a new one is closed at once
             (0 = no limit); see :meth:`refuse`.
+        partial_packets_max: bytes all connections together may hold in partly
+            received packets (0 = no limit); see :class:`PartialBudget`.
     """
 
     def __init__(self, broker: Broker, max_packet_size: int,
                  tune_socket: Callable[[Any], None],
-                 on_shutdown: Callable[[str], None], max_connections: int = 0) -> None:
+                 on_shutdown: Callable[[str], None], max_connections: int = 0,
+                 partial_packets_max: int = 0) -> None:
         self.broker = broker
+        #: shared by every connection's reader (None: no budget)
+        self.budget: PartialBudget | None = (
+            PartialBudget(partial_packets_max) if partial_packets_max > 0 else None)
         self.max_connections = max_connections
         self.refused = 0  # connections refused since the last warning
         self._refusal_logged = -1e9  # monotonic time of that warning
@@ -153,10 +159,43 @@ class Pump:
             deadline = wake
         if deadline >= 0.0 and (self._timer_at < 0 or deadline < self._timer_at):
             self._arm_timer(deadline)
+        if broker.hangups:
+            self._hang_up()
+        if broker.stalled:
+            self._hold_back()
         request = broker.shutdown_request
         if request is not None and not self.closing:
             self.closing = True
             self.on_shutdown(request)
+
+    def _hang_up(self) -> None:
+        """Close the sockets of the connections the broker dropped (already forgotten
+        by it: their ``connection_lost`` finds nothing left to do)."""
+        broker = self.broker
+        peers = broker.hangups
+        broker.hangups = []
+        for peer in peers:
+            link = self.links.pop(peer.id, None)
+            if link is not None and link.transport is not None:
+                link.transport.close()
+
+    def _hold_back(self) -> None:
+        """Stop reading the peers whose batch stopped with replies waiting (their
+        replies were just written), and go on with each batch in a later iteration --
+        at once if its transport has room, else when ``resume_writing`` says so."""
+        broker = self.broker
+        peers = broker.stalled
+        broker.stalled = []
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
+        for peer in peers:
+            link = self.links.get(peer.id)
+            if link is None or peer.backlog is None:
+                continue
+            link.transport.pause_reading()
+            if not link.writing_paused:
+                loop.call_soon(link.continue_backlog)
 
     def _arm_timer(self, deadline: float) -> None:
         if self._timer is not None:
@@ -197,9 +236,10 @@ class GearmanConnection:
     def __init__(self, pump: Pump) -> None:
         self.pump = pump
         self.broker = pump.broker
-        self.reader = PacketReader(max_packet_size=pump.max_packet_size)
+        self.reader = PacketReader(max_packet_size=pump.max_packet_size, budget=pump.budget)
         self.peer: Peer | None = None
         self.transport: Any = None
+        self.writing_paused = False  # between pause_writing and resume_writing
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -248,6 +288,13 @@ class GearmanConnection:
         self.pump.flush()
         self.transport.close()
 
+    def expire_packet(self, timeout: float) -> None:
+        """Its started packet was not completed in time (``--packet-timeout``)."""
+        peer = self.peer
+        if peer is not None and not self.transport.is_closing():
+            self._reject(peer, ProtocolError(
+                ErrorCode.TIMEOUT, f"packet not completed within {timeout:g} s"))
+
     def eof_received(self) -> bool | None:
         return None  # close our side too (asyncio.Protocol's default)
 
@@ -255,6 +302,7 @@ class GearmanConnection:
         peer = self.peer
         if peer is None:
             return
+        self.reader.discard()  # its partial packet's bytes go back to the budget
         pump = self.pump
         pump.links.pop(peer.id, None)
         self.broker.disconnect(peer)
@@ -263,9 +311,26 @@ class GearmanConnection:
     def pause_writing(self) -> None:
         # The peer is not reading its replies: stop reading its requests until it does,
         # so one slow client cannot make the server buffer without bound.
+        self.writing_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.transport is not None and not self.transport.is_closing():
+            peer = self.peer
+            if peer is not None and peer.backlog is not None:
+                self.continue_backlog()  # reading resumes once the backlog is done
+            else:
+                self.transport.resume_reading()
+
+    def continue_backlog(self) -> None:
+        """Act on more of a batch stopped for its admin replies (Broker._admin_lines);
+        read again once none is left."""
+        peer = self.peer
+        if peer is None or peer.closed or self.writing_paused or self.transport.is_closing():
+            return
+        self.broker.resume(peer)
+        if peer.backlog is None:
             self.transport.resume_reading()
+        self.pump.after_batch()
