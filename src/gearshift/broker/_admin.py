@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+from gearshift.broker._admin_flow import FlowCommands
 from gearshift.broker._admin_outcomes import OutcomeCommands
 from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._model import PENDING, Peer
@@ -75,6 +76,8 @@ class AdminCommands:
         # Outcomes, dead letters and schedules: gearshift's own, answered in JSON.
         self.outcome_commands = OutcomeCommands(broker)
         self.table.update(self.outcome_commands.table)
+        # Flow control (pause, resume, limit, limits): gearshift's own.
+        self.table.update(FlowCommands(broker).table)
 
     def handle_line(self, peer: Peer, line: bytes) -> None:
         words = line.split()
@@ -155,6 +158,7 @@ class AdminCommands:
                 del functions[name]
                 for ready in self.broker.ready:
                     ready.pop(func, None)
+                self.broker.flow_waits.pop(func, None)
                 return OK
         return b"ERR function not found\r\n"
 

@@ -346,7 +346,8 @@ class Broker(WorkerDispatch):
             return None
         return found
 
-    def _work_complete(self, peer: Peer, fields: list[bytes]) -> None:
+    def _work_complete(self, peer: Peer, fields: list[bytes]) -> None:  # noqa: C901
+        # (one function on purpose: the once-per-job path, inlined; see _finish)
         job = self._held_job(peer, fields[0], final=True)
         if job is None:
             return
@@ -378,6 +379,8 @@ class Broker(WorkerDispatch):
         func = job.function
         func.running -= 1
         func.completed += 1
+        if func.blocked:  # a limit held its jobs back: one may go now
+            self._reflow(func)
         if job.stored and self.store is not None:
             self.store.remove(job)
         job.state = DONE

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gearshift._version import __version__
+from gearshift.broker._flow import FlowRules
 from gearshift.broker._model import Ack, Job
 from gearshift.broker._outcomes import Outcome
 from gearshift.broker._queue_limits import QueueLimits
@@ -35,6 +36,9 @@ class StoreHooks(Protocol):
     def put_schedule(self, schedule: Schedule, ack: Ack | None = None) -> None:
         """Write a schedule; with ``ack``, answer :meth:`Broker.schedule_written`."""
     def drop_schedule(self, key: bytes) -> None: ...
+    def put_flow(self, function: bytes, setting: str) -> None:
+        """Write a function's admin flow setting (``FlowSetting.text``), replacing any."""
+    def drop_flow(self, function: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -55,6 +59,7 @@ class BrokerConfig:
             letters; beyond them the oldest records go first.
         retry: ``--retry`` policies for background jobs.
         max_queue: ``--max-queue`` caps, applied to each function when it is first seen.
+        flow: ``--concurrency``, ``--rate`` and ``--weight`` rules, resolved likewise.
     """
 
     job_retries: int = 0
@@ -70,3 +75,4 @@ class BrokerConfig:
     dead_max_bytes: int = 64 << 20
     retry: RetryPolicies = field(default_factory=RetryPolicies)
     max_queue: QueueLimits = field(default_factory=QueueLimits)
+    flow: FlowRules = field(default_factory=FlowRules)

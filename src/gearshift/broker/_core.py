@@ -21,12 +21,14 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from gearshift.broker._config import BrokerConfig, StoreHooks
+from gearshift.broker._flow import FlowSetting
 from gearshift.broker._jobs import JobTable
 from gearshift.broker._model import (
     DONE,
     QUEUED,
     SCHEDULED,
     Ack,
+    FlowControl,
     Function,
     Job,
     Peer,
@@ -38,6 +40,9 @@ from gearshift.broker._schedules import ScheduleBook
 #: Most admin ``maxqueue`` limits kept for functions that do not exist yet; past it the
 #: oldest is forgotten, so the admin port cannot be used to grow memory without bound.
 MAX_PENDING_QUEUE_LIMITS: Final = 10_000
+
+#: Most admin flow settings (``pause``, ``limit``) kept; beyond it ``limit`` answers ERR.
+MAX_FLOW_OVERRIDES: Final = 10_000
 
 #: attempt marker of a timer entry that releases a scheduled job (epoch or retry)
 EPOCH_TIMER: Final = -1
@@ -69,6 +74,11 @@ class BrokerState:
         #: admin ``maxqueue`` limits for functions not seen yet, applied at creation
         self.pending_max_queue: dict[bytes, list[int]] = {}
         self._last_function: Function | None = None  # functions are never removed
+        #: admin flow settings (pause, limit) by exact function name, persisted; each
+        #: applies over the startup rules when its function exists (or appears)
+        self.flow_overrides: dict[bytes, FlowSetting] = {}
+        #: functions held back by their rate alone -> when their next token is due
+        self.flow_waits: dict[Function, float] = {}
         #: live jobs by handle
         self.jobs = JobTable(self.config.handle_prefix)
         # ready[p]: functions with at least one runnable job of priority p.
@@ -130,6 +140,10 @@ class BrokerState:
             expiry = float(int(expiry) + 1)
             if wake == 0.0 or expiry < wake:
                 wake = expiry
+        if self.flow_waits:
+            due = min(self.flow_waits.values())
+            if wake == 0.0 or due < wake:
+                wake = due
         self.wake_at = wake
 
     # ------------------------------------------------------------------ connections
@@ -190,6 +204,8 @@ class BrokerState:
                 limits = self.config.max_queue.for_function(name)
                 if limits is not None:
                     func.max_queue = list(limits)
+            if self.config.flow or self.flow_overrides:
+                self._apply_flow(func)
         return func
 
     def set_max_queue(self, name: bytes, limits: list[int]) -> None:
@@ -234,10 +250,10 @@ class BrokerState:
         func.queues[prio].append(job)
         queued = func.queued
         count = queued[prio]  # (an augmented assignment to an item is a generic add)
-        if not count:
+        if not count and not func.blocked:
             self.ready[prio][func] = None
         queued[prio] = count + 1
-        if func.sleepers:
+        if func.sleepers and not func.blocked:
             self._wake(func)
 
     def _unqueue(self, job: Job) -> None:
@@ -249,7 +265,7 @@ class BrokerState:
         prio = job.priority
         func.queued[prio] -= 1
         if not func.queued[prio]:
-            del self.ready[prio][func]
+            self.ready[prio].pop(func, None)  # (a blocked function is in no ready list)
             func.queues[prio].clear()
 
     def _forget(self, job: Job) -> None:
@@ -315,6 +331,125 @@ class BrokerState:
                 woken += 1
                 if woken == limit:
                     return
+
+    # ------------------------------------------------------------------ flow control
+
+    def flow_setting(self, name: bytes) -> FlowSetting:
+        """The setting in force for function ``name``: the startup rules with any admin
+        override over them."""
+        base = self.config.flow.for_function(name)
+        override = self.flow_overrides.get(name)
+        return base if override is None else override.over(base)
+
+    def set_flow(self, name: bytes, override: FlowSetting) -> bool:
+        """Admin ``pause``/``resume``/``limit``: keep ``override`` for function ``name``
+        (an empty one goes back to the startup rules), persist it, and apply it now if
+        the function exists (else when it appears). False when too many are kept."""
+        overrides = self.flow_overrides
+        store = self.store
+        if override.empty:
+            if overrides.pop(name, None) is not None and store is not None:
+                store.drop_flow(name)
+        else:
+            if name not in overrides and len(overrides) >= MAX_FLOW_OVERRIDES:
+                return False
+            overrides[name] = override
+            if store is not None:
+                store.put_flow(name, override.text)
+        func = self.functions.get(name)
+        if func is not None:
+            self._apply_flow(func)
+        return True
+
+    def restore_flow(self, name: bytes, text: str) -> None:
+        """Keep a stored admin flow setting at startup (ValueError if unreadable)."""
+        self.flow_overrides[name] = FlowSetting.parse(text)
+        func = self.functions.get(name)
+        if func is not None:
+            self._apply_flow(func)
+
+    def _apply_flow(self, func: Function) -> None:
+        """(Re)build ``func``'s flow state from its setting; a bucket keeps its tokens
+        while its rate stays the same."""
+        setting = self.flow_setting(func.name)
+        old = func.flow
+        if not setting.limited:
+            func.flow = None
+        else:
+            rate = setting.rate
+            count, period = (rate.count, rate.period) if rate is not None else (0, 1.0)
+            concurrency = setting.concurrency if setting.concurrency is not None else -1
+            flow = FlowControl(concurrency, setting.paused, count, period,
+                               setting.weight or 1, self.now())
+            if old is not None and old.per_second == flow.per_second \
+                    and old.burst == flow.burst:
+                flow.tokens, flow.stamp = old.tokens, old.stamp
+            func.flow = flow
+        self._reflow(func)
+
+    def _reflow(self, func: Function) -> None:
+        """Put ``func`` in or out of the ready lists as its limits say now.
+
+        A blocked function is in no ``ready`` list, so the grab scans and PRE_SLEEP's
+        check never see it and a worker gets another function's job or NO_JOB. It is
+        let out again when a job of it ends, when a token returns (a timer, armed only
+        while the rate alone holds it back) or when an admin changes its limits; then
+        as many sleeping workers are woken as jobs may start.
+        """
+        flow = func.flow
+        now = self.now()
+        if flow is None:
+            free = 1 << 30
+        else:
+            flow.refill(now)
+            free = flow.slots(func.running)
+        if free > 0:
+            self.flow_waits.pop(func, None)
+            if func.blocked:
+                self._unblock(func, free)
+            return
+        if not func.blocked:
+            func.blocked = True
+            for ready in self.ready:
+                ready.pop(func, None)
+        if flow is not None and not flow.paused and (
+                flow.concurrency < 0 or func.running < flow.concurrency):
+            due = flow.token_due(now)
+            self.flow_waits[func] = due
+            if self.wake_at == 0.0 or due < self.wake_at:
+                self.wake_at = due
+
+    def _unblock(self, func: Function, free: int) -> None:
+        func.blocked = False
+        queued = func.queued
+        waiting = 0
+        for prio in range(3):
+            if queued[prio]:
+                self.ready[prio][func] = None
+                waiting += queued[prio]
+        wakes = min(free, waiting) if self.config.worker_wakeup else 1
+        while wakes > 0 and waiting and func.sleepers:
+            self._wake(func)
+            wakes -= 1
+
+    def _flow_started(self, func: Function) -> None:
+        """A job of a limited function was just handed out: take a token, and hold the
+        function back if that was its last slot."""
+        flow = func.flow
+        if flow is None:
+            return
+        if flow.per_second > 0.0:
+            flow.refill(self.now())
+            flow.tokens -= 1.0
+        if flow.slots(func.running) <= 0:
+            self._reflow(func)
+
+    def _flow_timers(self, now: float) -> None:
+        """Tokens came back (run_timers): let out the functions whose token is due."""
+        due = [func for func, at in self.flow_waits.items() if at <= now]
+        for func in due:
+            del self.flow_waits[func]
+            self._reflow(func)
 
     # ------------------------------------------------------------------ held replies
 

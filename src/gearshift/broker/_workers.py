@@ -190,6 +190,8 @@ class WorkerDispatch(JobLifecycle):
         peer.held.add(job)
         func = job.function
         func.running += 1
+        if func.flow is not None:  # the one flow-control test a job start pays
+            self._flow_started(func)
         if job.background:
             job.started = self.now()
         timeout = peer.timeouts.get(func) if peer.timeouts else None

@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from gearshift.broker._flow import ConcurrencyRule, RateRule, WeightRule
 from gearshift.broker._queue_limits import QueueLimit
 from gearshift.broker._retry import RetryPolicy
 from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
@@ -64,6 +65,8 @@ class ServerConfig:
         results_max_bytes / dead_max_bytes: budgets of kept outcomes and dead letters.
         retry: ``--retry`` policies, in the order given.
         max_queue: ``--max-queue`` caps, in the order given.
+        concurrency / rate / weight: ``--concurrency``, ``--rate``, ``--weight`` flow
+            rules, in the order given (see broker/_flow.py).
         max_connections: open connections beyond which new ones are closed (0 = no limit).
         tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
             None: the port speaks plaintext.
@@ -105,6 +108,9 @@ class ServerConfig:
     dead_max_bytes: int = 64 << 20
     retry: tuple[RetryPolicy, ...] = ()
     max_queue: tuple[QueueLimit, ...] = ()
+    concurrency: tuple[ConcurrencyRule, ...] = ()
+    rate: tuple[RateRule, ...] = ()
+    weight: tuple[WeightRule, ...] = ()
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     tls: TlsConfig | None = None
     http_port: int | None = None

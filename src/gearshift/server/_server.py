@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from gearshift.broker import Broker, BrokerConfig, QueueLimits, RetryPolicies
+from gearshift.broker._flow import FlowRules
 from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._durable import DurableStore, open_durable
 from gearshift.server._tls import server_context
@@ -51,6 +52,7 @@ class Server:
             dead_max_bytes=config.dead_max_bytes,
             retry=RetryPolicies(list(config.retry)),
             max_queue=QueueLimits(list(config.max_queue)),
+            flow=FlowRules(list(config.concurrency), list(config.rate), list(config.weight)),
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)
