@@ -334,3 +334,39 @@ def test_rate_and_concurrency_together() -> None:
     assert broker.next_deadline() is None  # held by concurrency: no timer
     broker.handle(w1, P.WORK_COMPLETE, handles[0], b"")
     assert grab_handle(broker, w2) == handles[1]
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _served(broker: Broker, peer: object, count: int) -> bytes:
+    names = []
+    for _ in range(count):
+        ptype, fields = grab(broker, peer)  # type: ignore[arg-type]
+        assert ptype == P.JOB_ASSIGN
+        names.append(fields[1][0:1])
+        broker.handle(peer, P.WORK_COMPLETE, fields[0], b"")  # type: ignore[arg-type]
+    return b"".join(names)
+
+
+def test_a_weight_gives_a_function_that_many_jobs_per_turn() -> None:
+    broker = _broker(weight=("a=3",))
+    _queue(broker, b"a", 6)
+    _queue(broker, b"b", 6)
+    w = worker(broker, b"a", b"b")
+    assert _served(broker, w, 12) == b"aaabaaabbbbb"
+
+
+def test_without_weights_functions_alternate() -> None:
+    broker = make_broker()
+    _queue(broker, b"a", 3)
+    _queue(broker, b"b", 3)
+    assert _served(broker, worker(broker, b"a", b"b"), 6) == b"ababab"
+
+
+def test_admin_weight_changes_the_share() -> None:
+    broker = make_broker()
+    _queue(broker, b"a", 4)
+    _queue(broker, b"b", 4)
+    assert admin(broker, broker.connect(), b"limit b weight=2") == b"OK\r\n"
+    assert _served(broker, worker(broker, b"a", b"b"), 8) == b"abbabbaa"

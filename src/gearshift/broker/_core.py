@@ -432,17 +432,33 @@ class BrokerState:
             self._wake(func)
             wakes -= 1
 
-    def _flow_started(self, func: Function) -> None:
-        """A job of a limited function was just handed out: take a token, and hold the
-        function back if that was its last slot."""
+    def _flow_started(self, func: Function) -> bool:
+        """A job of a function with flow settings was just taken for a worker (its
+        ``running`` is counted by the assignment that follows): take a token, hold the
+        function back if that was its last slot, and say whether it keeps its place in
+        the round robin (True: a weight's turn is not over, or it left the ready lists).
+        """
         flow = func.flow
         if flow is None:
-            return
+            return False
         if flow.per_second > 0.0:
             flow.refill(self.now())
             flow.tokens -= 1.0
-        if flow.slots(func.running) <= 0:
-            self._reflow(func)
+        if flow.slots(func.running + 1) <= 0:
+            self._reflow_after(func)
+            return True
+        if flow.weight > 1:
+            flow.turn += 1
+            if flow.turn < flow.weight:
+                return True  # served again before the next function's turn
+            flow.turn = 0
+        return False
+
+    def _reflow_after(self, func: Function) -> None:
+        """:meth:`_reflow` counting the job being assigned as running already."""
+        func.running += 1
+        self._reflow(func)
+        func.running -= 1
 
     def _flow_timers(self, now: float) -> None:
         """Tokens came back (run_timers): let out the functions whose token is due."""

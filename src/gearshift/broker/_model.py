@@ -197,7 +197,8 @@ class FlowControl:
     ``burst`` tokens at most, ``per_second`` added per second, one taken per job start.
     """
 
-    __slots__ = ("burst", "concurrency", "paused", "per_second", "stamp", "tokens", "weight")
+    __slots__ = ("burst", "concurrency", "paused", "per_second", "stamp", "tokens", "turn",
+                 "weight")
 
     def __init__(self, concurrency: int = -1, paused: bool = False, count: int = 0,
                  period: float = 1.0, weight: int = 1, now: float = 0.0) -> None:
@@ -208,6 +209,7 @@ class FlowControl:
         self.tokens = float(count)  # a new bucket is full
         self.stamp = now
         self.weight = weight  # jobs in a row before the next function's turn
+        self.turn = 0  # jobs served in the current turn (weights above 1)
 
     def refill(self, now: float) -> None:
         """Add the tokens earned since the last refill (at most ``burst``)."""

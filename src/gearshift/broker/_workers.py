@@ -128,6 +128,9 @@ class WorkerDispatch(JobLifecycle):
             if not left:
                 del ready[best]
                 queue.clear()
+            # The one flow-control test a job start pays (limits, weights: _core).
+            if best.flow is not None and self._flow_started(best):
+                return job
             # Round robin (gearmand 2.0; `priority_two_functions` in the differential
             # tests): the function just served goes behind the others at every priority
             # where it still waits, so the scan in _pick cannot starve them, and after
@@ -190,8 +193,6 @@ class WorkerDispatch(JobLifecycle):
         peer.held.add(job)
         func = job.function
         func.running += 1
-        if func.flow is not None:  # the one flow-control test a job start pays
-            self._flow_started(func)
         if job.background:
             job.started = self.now()
         timeout = peer.timeouts.get(func) if peer.timeouts else None
