@@ -370,3 +370,25 @@ def test_admin_weight_changes_the_share() -> None:
     _queue(broker, b"b", 4)
     assert admin(broker, broker.connect(), b"limit b weight=2") == b"OK\r\n"
     assert _served(broker, worker(broker, b"a", b"b"), 8) == b"abbabbaa"
+
+
+# ---------------------------------------------------------------- drain
+
+
+def test_drain_refuses_new_jobs_and_finishes_what_it_has() -> None:
+    broker = make_broker()
+    handles = _queue(broker, b"f", 2)
+    client, w, peer = broker.connect(), worker(broker, b"f"), broker.connect()
+    assert grab_handle(broker, w) == handles[0]
+    assert admin(broker, peer, b"drain") == b"OK\r\n"
+    assert admin(broker, peer, b"drain status") == b"OK on\n"
+    for ptype in (P.SUBMIT_JOB, P.SUBMIT_JOB_BG, P.SUBMIT_JOB_HIGH):
+        broker.handle(client, ptype, b"f", b"", b"new")
+        ((kind, fields),) = take(client)
+        assert (kind, fields[0]) == (P.ERROR, b"QUEUE_ERROR")
+        assert b"draining" in fields[1]
+    broker.handle(w, P.WORK_COMPLETE, handles[0], b"")
+    assert grab_handle(broker, w) == handles[1]  # queued work still goes out
+    assert admin(broker, peer, b"drain off") == b"OK\r\n"
+    submit(broker, client, b"f", ptype=BG)
+    assert admin(broker, peer, b"drain sideways").startswith(b"ERR INVALID_ARGUMENTS")

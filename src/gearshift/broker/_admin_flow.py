@@ -8,6 +8,11 @@
 * ``limits`` -> one JSON object per function with a limit, pause or weight (and per
   admin setting for a function not seen yet), ending with ``.``.
 
+* ``drain`` (or ``drain on``) -> ``OK``: the whole server refuses new submissions with
+  ``ERROR QUEUE_ERROR`` and goes on handing out and finishing the jobs it has; ``drain
+  off`` accepts them again; ``drain status`` -> ``OK on|off``. Not persisted: a restart
+  accepts jobs again.
+
 Changes apply at once, are kept in the store and survive a restart. ``status`` is
 unchanged (third-party tools parse its four columns); ``limits`` is where pauses and
 usage show. Answers follow gearmand's conventions (``OK\\r\\n``, ``ERR CODE text+with+
@@ -74,6 +79,7 @@ class FlowCommands:
             b"resume": self.resume,
             b"limit": self.limit,
             b"limits": self.limits,
+            b"drain": self.drain,
         }
 
     def _change(self, name: bytes, words: list[str]) -> bytes:
@@ -109,6 +115,17 @@ class FlowCommands:
             return _err(b"INVALID_ARGUMENTS", "usage: limit FUNCTION concurrency=N|none "
                         "rate=N/s|none weight=W (- = the startup rule) | limit FUNCTION reset")
         return self._change(words[1], [w.decode("utf-8", "replace") for w in words[2:]])
+
+    def drain(self, words: list[bytes]) -> bytes:
+        """``drain`` / ``drain off``: refuse new submissions (or accept them again);
+        ``drain status`` -> ``OK on|off``."""
+        rest = [w.lower() for w in words[1:]]
+        if rest == [b"status"]:
+            return b"OK on\n" if self.broker.refusing else b"OK off\n"
+        if rest not in ([], [b"on"], [b"off"]):
+            return _err(b"INVALID_ARGUMENTS", "usage: drain [on|off|status]")
+        self.broker.refusing = rest != [b"off"]
+        return OK
 
     def limits(self, words: list[bytes]) -> bytes:
         lines = [json.dumps(r, separators=(",", ":"), ensure_ascii=True).encode("ascii")

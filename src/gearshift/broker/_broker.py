@@ -65,6 +65,9 @@ MAX_CLIENT_ID: Final = 127
 #: OPTION_REQ a gearshift client or worker sends to learn that the server is gearshift.
 GEARSHIFT_OPTION: Final = b"gearshift"
 
+#: What a submission is told while the server drains (admin ``drain``).
+DRAINING: Final = "the server is draining: it accepts no new jobs"
+
 #: Why a WORK_FAIL failed, in outcomes and dead letters (the packet carries no reason).
 WORK_FAIL_REASON: Final = b"the worker reported failure (WORK_FAIL)"
 
@@ -218,6 +221,9 @@ class Broker(WorkerDispatch):
         """SUBMIT_JOB_SCHED: FUNC, UNIQ, minute, hour, day of month, month, day of week
         (0 = Monday), DATA. Keeps a schedule and answers JOB_CREATED with its key once
         it is stored."""
+        if self.refusing:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, DRAINING))
+            return
         try:
             cron = cron_from_gearman(*fields[2:7])
             validate_cron(cron, self.clock())
@@ -230,6 +236,9 @@ class Broker(WorkerDispatch):
                 background: bool, when: int = 0, reducer: bytes = b"") -> None:
         if len(unique) > MAX_UNIQUE_SIZE:
             self._send(peer, error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large"))
+            return
+        if self.refusing:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, DRAINING))
             return
         # Submissions tend to repeat a function: comparing with the last one's name is a
         # memcmp, where the dict lookup hashes the freshly parsed name every time.

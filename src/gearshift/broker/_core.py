@@ -90,6 +90,9 @@ class BrokerState:
         self.shutdown_request: str | None = None
         #: Set while shutting down gracefully: running jobs may finish, none are handed out.
         self.draining = False
+        #: Admin ``drain``: new submissions are refused (ERROR QUEUE_ERROR) while queued
+        #: and running jobs go on being handed out and finished.
+        self.refusing = False
         self._peer_ids = itertools.count(1)
         self._timer_seq = itertools.count()
         self._rr = 0  # round-robin clock: a worker's function is stamped when served

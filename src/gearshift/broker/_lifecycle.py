@@ -431,6 +431,10 @@ class JobLifecycle(BrokerState):
         """Submit a schedule's job for the slot that came."""
         if self.store is not None:
             self.store.put_schedule(schedule)  # its last_fired moved on
+        if self.refusing:
+            self._note(logging.INFO, f"schedule {schedule.key.decode()}: the server is "
+                       "draining; this slot is skipped")
+            return
         func = self.function(schedule.function)
         unique, data = schedule.unique, schedule.data
         index: dict[bytes, Job] | None = None

@@ -47,6 +47,8 @@ ACTIONS: dict[str, tuple[Action, list[str] | None]] = {
     "purge_dead": (lambda a, t: a.purge_dead(**t), None),
     "pause": (lambda a, v: a.pause(v), None),
     "resume": (lambda a, v: a.resume(v), None),
+    "drain": (lambda a, _: a.drain(), None),
+    "undrain": (lambda a, _: a.drain(False), None),
     "limits": (lambda a, _: a.limits(),
                ["FUNCTION", "CONCURRENCY", "RATE", "WEIGHT", "PAUSED", "RUNNING", "QUEUED",
                 "HELD", "ADMIN"]),
@@ -81,6 +83,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pause", metavar="F", help="hand out none of F's jobs until --resume "
                    "(they are still accepted and queued; gearshift)")
     p.add_argument("--resume", metavar="F", help="undo --pause F (gearshift)")
+    p.add_argument("--drain", action="store_true",
+                   help="refuse new submissions, finish the jobs the server has (gearshift)")
+    p.add_argument("--undrain", action="store_true", help="accept submissions again")
     p.add_argument("--limits", action="store_true",
                    help="flow control per function: limits, pauses, usage (gearshift)")
     p.add_argument("--all", action="store_true", help="with --retry/--purge-dead: every one")

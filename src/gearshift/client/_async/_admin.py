@@ -206,6 +206,15 @@ class AsyncAdminClient:
         """Drop every run-time change of ``function``: the startup rules apply again."""
         await self.command(f"limit {lines.word('function', function)} reset")
 
+    async def drain(self, on: bool = True) -> None:
+        """Make the whole server refuse new submissions (``ERROR QUEUE_ERROR``) while it
+        finishes the jobs it has; ``on=False`` accepts them again. Not persisted."""
+        await self.command("drain" if on else "drain off")
+
+    async def draining(self) -> bool:
+        """Whether the server refuses new submissions (:meth:`drain`)."""
+        return await self.command("drain status") == "on"
+
     async def limits(self) -> list[FunctionLimits]:
         """Functions with limits, pauses or weights, with their current usage."""
         return [self._record(FunctionLimits.from_json, raw.decode("utf-8", "replace"))

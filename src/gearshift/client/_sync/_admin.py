@@ -208,6 +208,15 @@ class AdminClient:
         """Drop every run-time change of ``function``: the startup rules apply again."""
         self.command(f"limit {lines.word('function', function)} reset")
 
+    def drain(self, on: bool = True) -> None:
+        """Make the whole server refuse new submissions (``ERROR QUEUE_ERROR``) while it
+        finishes the jobs it has; ``on=False`` accepts them again. Not persisted."""
+        self.command("drain" if on else "drain off")
+
+    def draining(self) -> bool:
+        """Whether the server refuses new submissions (:meth:`drain`)."""
+        return self.command("drain status") == "on"
+
     def limits(self) -> list[FunctionLimits]:
         """Functions with limits, pauses or weights, with their current usage."""
         return [self._record(FunctionLimits.from_json, raw.decode("utf-8", "replace"))
