@@ -202,20 +202,20 @@ def test_drain_refuses_submissions_and_finishes_queued_jobs() -> None:
     from gearshift.client import ServerError
 
     gauge = Gauge()
-    with GearshiftServer() as srv, AdminClient(srv.address) as admin:
-        with Client([srv.address], timeout=10) as client:
-            for i in range(3):
-                client.submit_background("f", b"%d" % i)
-            done = subprocess.run([sys.executable, "-m", "gearshift", "admin", "-h",
-                                   srv.address, "--drain"], capture_output=True, text=True,
-                                  timeout=30, check=False)
-            assert (done.returncode, done.stdout) == (0, "OK\n")
-            assert admin.draining()
-            with pytest.raises(ServerError, match="draining"):
-                client.submit_background("f", b"late")
-            with pytest.raises(ServerError, match="draining"):
-                client.submit("f", b"late")
-            with workers(srv.address, 1, {"f": gauge.handler(0.0)}):
-                wait_until(lambda: gauge.done == 3, timeout=10)
-            admin.drain(False)
-            assert client.submit_background("f", b"accepted again")
+    with GearshiftServer() as srv, AdminClient(srv.address) as admin, \
+            Client([srv.address], timeout=10) as client:
+        for i in range(3):
+            client.submit_background("f", b"%d" % i)
+        done = subprocess.run([sys.executable, "-m", "gearshift", "admin", "-h",
+                               srv.address, "--drain"], capture_output=True, text=True,
+                              timeout=30, check=False)
+        assert (done.returncode, done.stdout) == (0, "OK\n")
+        assert admin.draining()
+        with pytest.raises(ServerError, match="draining"):
+            client.submit_background("f", b"late")
+        with pytest.raises(ServerError, match="draining"):
+            client.submit("f", b"late")
+        with workers(srv.address, 1, {"f": gauge.handler(0.0)}):
+            wait_until(lambda: gauge.done == 3, timeout=10)
+        admin.drain(False)
+        assert client.submit_background("f", b"accepted again")

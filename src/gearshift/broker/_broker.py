@@ -234,11 +234,8 @@ class Broker(WorkerDispatch):
 
     def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: int,
                 background: bool, when: int = 0, reducer: bytes = b"") -> None:
-        if len(unique) > MAX_UNIQUE_SIZE:
-            self._send(peer, error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large"))
-            return
-        if self.refusing:
-            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, DRAINING))
+        if len(unique) > MAX_UNIQUE_SIZE or self.refusing:
+            self._refuse(peer, unique)
             return
         # Submissions tend to repeat a function: comparing with the last one's name is a
         # memcmp, where the dict lookup hashes the freshly parsed name every time.
@@ -291,6 +288,13 @@ class Broker(WorkerDispatch):
             self._activate(job)
         else:
             self._enqueue(job)
+
+    def _refuse(self, peer: Peer, unique: bytes) -> None:
+        """Answer a submission that cannot be taken: a unique key too long, or drain."""
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self._send(peer, error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large"))
+        else:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, DRAINING))
 
     def _coalesce_onto(self, peer: Peer, job: Job, background: bool) -> None:
         more = job.more
