@@ -392,3 +392,16 @@ def test_drain_refuses_new_jobs_and_finishes_what_it_has() -> None:
     assert admin(broker, peer, b"drain off") == b"OK\r\n"
     submit(broker, client, b"f", ptype=BG)
     assert admin(broker, peer, b"drain sideways").startswith(b"ERR INVALID_ARGUMENTS")
+
+
+def test_admin_flow_settings_are_bounded() -> None:
+    broker = make_broker()
+    peer = broker.connect()
+    long_name = b"f" * 257
+    reply = admin(broker, peer, b"pause " + long_name)
+    assert reply.startswith(b"ERR INVALID_ARGUMENTS")
+    for i in range(1000):
+        assert broker.set_flow(b"f%d" % i, FlowSetting(paused=True))
+    assert admin(broker, peer, b"pause one-too-many").startswith(b"ERR QUEUE_ERROR")
+    assert admin(broker, peer, b"resume f0") == b"OK\r\n"  # frees a place
+    assert admin(broker, peer, b"pause one-too-many") == b"OK\r\n"

@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
+from gearshift.broker._core import MAX_FLOW_NAME
 from gearshift.broker._flow import FlowSetting
 from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._model import Function
@@ -84,6 +85,9 @@ class FlowCommands:
 
     def _change(self, name: bytes, words: list[str]) -> bytes:
         broker = self.broker
+        if len(name) > MAX_FLOW_NAME:
+            return _err(b"INVALID_ARGUMENTS", f"function names of flow settings are at most "
+                        f"{MAX_FLOW_NAME} bytes")
         current = broker.flow_overrides.get(name, FlowSetting())
         try:
             if words == ["reset"]:

@@ -41,8 +41,11 @@ from gearshift.broker._schedules import ScheduleBook
 #: oldest is forgotten, so the admin port cannot be used to grow memory without bound.
 MAX_PENDING_QUEUE_LIMITS: Final = 10_000
 
-#: Most admin flow settings (``pause``, ``limit``) kept; beyond it ``limit`` answers ERR.
-MAX_FLOW_OVERRIDES: Final = 10_000
+#: Most admin flow settings (``pause``, ``limit``) kept; beyond it they answer ERR. With
+#: names of at most MAX_FLOW_NAME bytes they fit in one memcached item (1 MiB).
+MAX_FLOW_OVERRIDES: Final = 1_000
+#: Longest function name an admin flow setting may name (a store key in every backend).
+MAX_FLOW_NAME: Final = 256
 
 #: attempt marker of a timer entry that releases a scheduled job (epoch or retry)
 EPOCH_TIMER: Final = -1
