@@ -4,12 +4,14 @@ restart."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +221,30 @@ def test_drain_refuses_submissions_and_finishes_queued_jobs() -> None:
             wait_until(lambda: gauge.done == 3, timeout=10)
         admin.drain(False)
         assert client.submit_background("f", b"accepted again")
+
+
+@pytest.mark.skipif(shutil.which("gearman") is None, reason="apt-get install gearman-tools")
+def test_a_libgearman_worker_sees_only_standard_packets_across_a_pause(tmp_path: Path) -> None:
+    # libgearman's `gearman -w` knows nothing of flow control: while its function is
+    # paused it is told NO_JOB and sleeps; resume wakes it with a NOOP and it runs all.
+    out = tmp_path / "ran"
+    with GearshiftServer(extra_args=["--concurrency", "held=0"]) as srv, \
+            AdminClient(srv.address) as admin:
+        host, port = srv.address.rsplit(":", 1)
+        with Client([srv.address], timeout=10) as client:
+            for i in range(3):
+                client.submit_background("held", b"job%d\n" % i)
+        worker = subprocess.Popen(["gearman", "-h", host, "-p", port, "-w", "-f", "held",
+                                   "-c", "3", "--", "sh", "-c", f"cat >> {out}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: _registered(admin, "held", 1), timeout=10)
+            time.sleep(0.5)
+            assert not out.exists()  # paused by a limit of 0: nothing ran
+            admin.resume("held")
+            assert worker.wait(15) == 0  # -c 3: it ran three jobs and exited
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert sorted(out.read_text().split()) == ["job0", "job1", "job2"]
