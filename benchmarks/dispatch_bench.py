@@ -6,6 +6,7 @@ the dispatcher can be measured before and after in seconds:
 
     python benchmarks/dispatch_bench.py            # 200k jobs, best of 5
     python benchmarks/dispatch_bench.py --jobs 50000 --repeats 3
+    python benchmarks/dispatch_bench.py --functions 10 --concurrency bench_0=1
 
 The traffic is gload's sync shape: 8 clients keep 16 submits in flight, 4 workers loop
 GRAB_JOB -> JOB_ASSIGN -> WORK_COMPLETE (+ the next GRAB_JOB in the same read), and every
@@ -22,6 +23,7 @@ import time
 
 from gearshift._build import build_name
 from gearshift.broker import Broker, BrokerConfig, Peer
+from gearshift.broker._flow import FlowRules, parse_concurrency
 from gearshift.protocol import REQ, Packet, PacketReader, PacketType, encode
 
 P = PacketType
@@ -47,8 +49,9 @@ class Simulation:
     """A broker with client and worker peers whose traffic is played by plain calls."""
 
     def __init__(self, clients: int, workers: int, payload: int, share: int,
-                 functions: int = 1) -> None:
-        self.broker = Broker(BrokerConfig(handle_prefix=b"H:bench:"))
+                 functions: int = 1, concurrency: tuple[str, ...] = ()) -> None:
+        flow = FlowRules([parse_concurrency(spec) for spec in concurrency])
+        self.broker = Broker(BrokerConfig(handle_prefix=b"H:bench:", flow=flow))
         # Every worker can do every function; submissions go round robin over them
         # (gfill's ``funcs`` shape).
         self.names = [b"bench"] if functions == 1 else [b"bench_%d" % i
@@ -103,9 +106,10 @@ class Simulation:
 
 
 def run(jobs: int, clients: int = 8, workers: int = 4, depth: int = 16,
-        payload: int = 64, share: int = 1, functions: int = 1) -> float:
+        payload: int = 64, share: int = 1, functions: int = 1,
+        concurrency: tuple[str, ...] = ()) -> float:
     """Seconds the server side spends on ``jobs`` sync submissions."""
-    sim = Simulation(clients, workers, payload, share, functions)
+    sim = Simulation(clients, workers, payload, share, functions, concurrency)
     for w in sim.workers:
         can_do = b"".join(encode(P.CAN_DO, name, magic=REQ) for name in sim.names)
         sim.feed(w, can_do + GRAB)
@@ -137,14 +141,18 @@ def main() -> None:
                         help="N consecutive submissions share a unique key (coalesce: 4)")
     parser.add_argument("--functions", type=int, default=1, metavar="N",
                         help="every worker does N functions, jobs spread over them")
+    parser.add_argument("--concurrency", action="append", default=[], metavar="FUNC=N",
+                        help="a flow-control limit, as gearshift serve --concurrency (the "
+                             "functions are bench, or bench_0 .. bench_N-1)")
     args = parser.parse_args()
     if args.functions < 1:
         parser.error("--functions must be at least 1")
     best = min(run(args.jobs, payload=args.payload, share=args.share,
-                   functions=args.functions)
+                   functions=args.functions, concurrency=tuple(args.concurrency))
                for _ in range(args.repeats))
     print(f"dispatch_bench build={build_name()!r} jobs={args.jobs} payload={args.payload} "
           f"share={args.share} functions={args.functions} "
+          f"concurrency={','.join(args.concurrency) or '-'} "
           f"server_us_per_job={best / args.jobs * 1e6:.2f}")
 
 

@@ -27,6 +27,7 @@ class RecordingStore:
         self.updated: list[tuple[bytes, int, float]] = []
         self.outcomes: dict[bytes, Outcome | None] = {}
         self.schedules: dict[bytes, Schedule | None] = {}
+        self.flows: dict[bytes, str | None] = {}
         #: replies held for a schedule write: the test answers broker.schedule_written
         self.schedule_acks: list[tuple[Ack, bytes]] = []
 
@@ -53,6 +54,12 @@ class RecordingStore:
 
     def drop_schedule(self, key: bytes) -> None:
         self.schedules[key] = None
+
+    def put_flow(self, function: bytes, setting: str) -> None:
+        self.flows[function] = setting
+
+    def drop_flow(self, function: bytes) -> None:
+        self.flows[function] = None
 
 
 class Clock:

@@ -14,6 +14,9 @@ After every step it checks:
   ``worker_wakeup=0`` every such worker with a runnable job is woken, with
   ``worker_wakeup=1`` at least one capable worker is awake whenever a job is runnable.
 
+``LimitedMachine`` runs the same rules under ``--concurrency a=1``: a job of ``a`` is
+runnable only while no other job of ``a`` runs, and every rule above holds with that.
+
 At teardown the remaining work is drained by a fresh worker: every job ends completed,
 failed or abandoned and the broker holds nothing.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -35,6 +39,7 @@ from hypothesis.stateful import (
 )
 
 from gearshift.broker import PENDING, QUEUED, RUNNING, Broker, Peer
+from gearshift.broker._flow import FlowRules, parse_concurrency
 from gearshift.protocol import Packet
 
 from ._harness import P, admin, make_broker, take
@@ -87,10 +92,15 @@ def _pick(ids: Mapping[int, object], index: int) -> int:
 
 class BrokerMachine(RuleBasedStateMachine):
     WAKEUP = 0
+    #: --concurrency limits (function -> N); a function at its limit has no runnable job
+    LIMITS: ClassVar[dict[bytes, int]] = {}
 
     def __init__(self) -> None:
         super().__init__()
-        self.broker: Broker = make_broker(job_retries=RETRIES, worker_wakeup=self.WAKEUP)
+        flow = FlowRules([parse_concurrency(f"{f.decode()}={n}")
+                          for f, n in self.LIMITS.items()])
+        self.broker: Broker = make_broker(job_retries=RETRIES, worker_wakeup=self.WAKEUP,
+                                          flow=flow)
         self.console = self.broker.connect("127.0.0.1", 1, fd=3)
         self.clients: dict[int, Peer] = {}
         self.workers: dict[int, MWorker] = {}
@@ -103,7 +113,16 @@ class BrokerMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ model helpers
 
     def _queued_for(self, funcs: set[bytes]) -> list[MJob]:
-        return [j for j in self.jobs.values() if j.queued and j.func in funcs]
+        return [j for j in self.jobs.values() if self._runnable(j) and j.func in funcs]
+
+    def _runnable(self, job: MJob) -> bool:
+        """Queued, and its function is below its concurrency limit (if it has one)."""
+        if not job.queued:
+            return False
+        limit = self.LIMITS.get(job.func)
+        return limit is None or sum(
+            1 for j in self.jobs.values() if j.func == job.func and j.worker is not None
+        ) < limit
 
     def _drop(self, job: MJob) -> None:
         del self.jobs[job.handle]
@@ -433,7 +452,7 @@ class BrokerMachine(RuleBasedStateMachine):
             if self.WAKEUP == 0:
                 assert not stuck, f"worker {wid} sleeps while it has runnable work"
         for job in self.jobs.values():
-            if not job.queued:
+            if not self._runnable(job):
                 continue
             capable = [w for w in self.workers.values() if job.func in w.funcs]
             if capable:
@@ -473,7 +492,22 @@ class WakeOneMachine(BrokerMachine):
     WAKEUP = 1
 
 
+class LimitedMachine(BrokerMachine):
+    """Wake-one, with ``--concurrency a=1``: at most one job of a runs, the rest of a's
+    jobs wait without stranding a worker, and b is unaffected."""
+
+    WAKEUP = 1
+    LIMITS: ClassVar[dict[bytes, int]] = {b"a": 1}
+
+    @invariant()
+    def limit_holds(self) -> None:
+        func = self.broker.functions.get(b"a")
+        assert func is None or func.running <= 1
+
+
 TestWakeAll = BrokerMachine.TestCase
 TestWakeAll.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
 TestWakeOne = WakeOneMachine.TestCase
 TestWakeOne.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
+TestLimited = LimitedMachine.TestCase
+TestLimited.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)

@@ -128,3 +128,30 @@ def test_dead_letters_are_paged(fname: Callable[[str], str]) -> None:
         assert call(proc.http_port, "GET", "/api/dead?limit=5000").status == 400
         assert call(proc.http_port, "GET", "/api/dead?offset=x").json() == \
             {"error": "offset and limit must be whole numbers"}
+
+
+def test_pause_resume_and_limits(server: HttpServer, fname: Callable[[str], str]) -> None:
+    name = fname("paused")
+    record = post(server, f"/api/functions/{name}/pause", {})
+    assert (record["function"], record["paused"], record["admin"]) == (name, True, "paused")
+    with Client([server.address], timeout=10) as client:
+        client.submit_background(name, b"waits")
+        info = function(server, name)
+        assert (info["paused"], info["held"], info["queued"]["normal"]) == (True, True, 1)
+        assert [r["function"] for r in get(server, "/api/limits")] == [name]
+        from .test_metrics import fn, scrape
+
+        samples = scrape(server)
+        assert samples["gearshift_function_paused", fn(name)] == 1
+        assert samples["gearshift_function_held", fn(name)] == 1
+        done: list[bytes] = []
+        with working(server.address, {name: lambda job: done.append(job.data)}):
+            time.sleep(0.3)
+            assert done == []  # paused: nothing handed out
+            assert post(server, f"/api/functions/{name}/resume", {})["paused"] is False
+            deadline = time.monotonic() + 10
+            while not done and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert done == [b"waits"]
+    assert get(server, "/api/limits") == []
+    assert function(server, name)["paused"] is False

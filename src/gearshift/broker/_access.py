@@ -3,7 +3,8 @@
 Listing commands (``status``, ``workers``, ``show jobs``...) stay open to every peer, as
 in gearmand, because monitoring tools read them from elsewhere. Commands that change
 state -- cancel a job, set maxqueue, create or drop a function, shutdown, retry or purge
-dead letters, add or remove schedules -- answer ``ERR PERMISSION_DENIED`` unless the peer
+dead letters, add or remove schedules, pause, resume, limit, drain -- answer
+``ERR PERMISSION_DENIED`` unless the peer
 connects from an allowed network: loopback only by default, so an exposed port no
 longer lets anyone cancel jobs or lift queue limits.
 """
@@ -17,7 +18,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Admin commands (first word) that change state; the rest only read.
 CHANGING: Final = frozenset({b"cancel", b"create", b"drop", b"maxqueue", b"shutdown",
-                             b"retry", b"purge", b"schedule"})
+                             b"retry", b"purge", b"schedule", b"pause", b"resume",
+                             b"limit", b"drain"})
 LOOPBACK: Final[tuple[Network, ...]] = (ipaddress.ip_network("127.0.0.0/8"),
                                         ipaddress.ip_network("::1/128"))
 DENIED: Final = (b"ERR PERMISSION_DENIED admin+commands+that+change+state+are+accepted+"

@@ -21,6 +21,7 @@ from typing import Final
 
 from gearshift.broker._access import CHANGING, DENIED, AdminAccess
 from gearshift.broker._acl import Rights
+from gearshift.broker._admin_flow import FlowCommands
 from gearshift.broker._admin_outcomes import OutcomeCommands
 from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._model import PENDING, Peer
@@ -88,6 +89,8 @@ class AdminCommands:
         self.outcome_commands = OutcomeCommands(broker)
         self.table.update(self.outcome_commands.table)
         self.access = AdminAccess(broker.config.admin_from)
+        # Flow control (pause, resume, limit, limits): gearshift's own.
+        self.table.update(FlowCommands(broker).table)
 
     def handle_line(self, peer: Peer, line: bytes) -> None:
         words = line.split()
@@ -175,6 +178,7 @@ class AdminCommands:
                 del functions[name]
                 for ready in self.broker.ready:
                     ready.pop(func, None)
+                self.broker.flow_waits.pop(func, None)
                 return OK
         return b"ERR function not found\r\n"
 

@@ -68,6 +68,9 @@ MAX_CLIENT_ID: Final = 127
 #: OPTION_REQ a gearshift client or worker sends to learn that the server is gearshift.
 GEARSHIFT_OPTION: Final = b"gearshift"
 
+#: What a submission is told while the server drains (admin ``drain``).
+DRAINING: Final = "the server is draining: it accepts no new jobs"
+
 #: Why a WORK_FAIL failed, in outcomes and dead letters (the packet carries no reason).
 WORK_FAIL_REASON: Final = b"the worker reported failure (WORK_FAIL)"
 
@@ -277,6 +280,9 @@ class Broker(WorkerDispatch):
         """SUBMIT_JOB_SCHED: FUNC, UNIQ, minute, hour, day of month, month, day of week
         (0 = Monday), DATA. Keeps a schedule and answers JOB_CREATED with its key once
         it is stored."""
+        if self.refusing:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, DRAINING))
+            return
         try:
             cron = cron_from_gearman(*fields[2:7])
             validate_cron(cron, self.clock())
@@ -287,7 +293,7 @@ class Broker(WorkerDispatch):
 
     def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: int,
                 background: bool, when: int = 0, reducer: bytes = b"") -> None:
-        if (len(unique) > MAX_UNIQUE_SIZE or peer.rights is not None) \
+        if (len(unique) > MAX_UNIQUE_SIZE or self.refusing or peer.rights is not None) \
                 and self._refused(peer, name, unique):
             return
         # Submissions tend to repeat a function: comparing with the last one's name is a
@@ -343,9 +349,13 @@ class Broker(WorkerDispatch):
             self._enqueue(job)
 
     def _refused(self, peer: Peer, name: bytes, unique: bytes) -> bool:
-        """A submission the server will not take from this peer (told with an ERROR)."""
+        """A submission the server will not take from this peer (told with an ERROR):
+        a unique key too long, drain mode, or --acl."""
         if len(unique) > MAX_UNIQUE_SIZE:
             self._send(peer, error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large"))
+            return True
+        if self.refusing:
+            self._send(peer, error_packet(ErrorCode.QUEUE_ERROR, DRAINING))
             return True
         rights = peer.rights
         if rights is not None and not rights.may_submit(name):
@@ -353,7 +363,6 @@ class Broker(WorkerDispatch):
                                           + name.decode("utf-8", "replace")))
             return True
         return False
-
     def _full(self, peer: Peer, func: Function, priority: int, data: bytes) -> bool:
         """No room for a new job: its function's maxqueue, or --max-memory."""
         limit = func.max_queue[priority]
@@ -430,7 +439,8 @@ class Broker(WorkerDispatch):
             return None
         return found
 
-    def _work_complete(self, peer: Peer, fields: list[bytes]) -> None:
+    def _work_complete(self, peer: Peer, fields: list[bytes]) -> None:  # noqa: C901
+        # (one function on purpose: the once-per-job path, inlined; see _finish)
         job = self._held_job(peer, fields[0], final=True)
         if job is None:
             return
@@ -462,6 +472,8 @@ class Broker(WorkerDispatch):
         func = job.function
         func.running -= 1
         func.completed += 1
+        if func.blocked:  # a limit held its jobs back: one may go now
+            self._reflow(func)
         if job.stored and self.store is not None:
             self.store.remove(job)
         job.state = DONE

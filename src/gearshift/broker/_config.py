@@ -11,6 +11,7 @@ from typing import Protocol
 
 from gearshift._version import __version__
 from gearshift.broker._access import LOOPBACK, Network
+from gearshift.broker._flow import FlowRules
 from gearshift.broker._model import Ack, Job
 from gearshift.broker._outcomes import Outcome
 from gearshift.broker._queue_limits import QueueLimits
@@ -36,6 +37,9 @@ class StoreHooks(Protocol):
     def put_schedule(self, schedule: Schedule, ack: Ack | None = None) -> None:
         """Write a schedule; with ``ack``, answer :meth:`Broker.schedule_written`."""
     def drop_schedule(self, key: bytes) -> None: ...
+    def put_flow(self, function: bytes, setting: str) -> None:
+        """Write a function's admin flow setting (``FlowSetting.text``), replacing any."""
+    def drop_flow(self, function: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -65,6 +69,7 @@ class BrokerConfig:
             those without jobs, workers or settings are forgotten.
         max_memory: ``--max-memory``: workload bytes of live jobs beyond which new
             submissions get QUEUE_ERROR; 0 = no limit.
+        flow: ``--concurrency``, ``--rate`` and ``--weight`` rules, resolved likewise.
     """
 
     job_retries: int = 0
@@ -84,3 +89,4 @@ class BrokerConfig:
     admin_from: tuple[Network, ...] = LOOPBACK
     max_idle_functions: int = 10_000
     max_memory: int = 0
+    flow: FlowRules = field(default_factory=FlowRules)

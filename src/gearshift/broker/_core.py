@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from gearshift.broker._config import BrokerConfig, StoreHooks
+from gearshift.broker._flow import FlowSetting
 from gearshift.broker._jobs import JobTable
 from gearshift.broker._model import (
     DONE,
     QUEUED,
     SCHEDULED,
     Ack,
+    FlowControl,
     Function,
     Job,
     Peer,
@@ -44,6 +46,11 @@ MAX_PENDING_QUEUE_LIMITS: Final = 10_000
 #: peer, and goes on when they are written (the transport's own high-water mark is 64 KiB):
 #: 3,000 pipelined ``show jobs`` are answered a few at a time, not all into memory.
 ADMIN_BATCH_BYTES: Final = 64 << 10
+#: Most admin flow settings (``pause``, ``limit``) kept; beyond it they answer ERR. With
+#: names of at most MAX_FLOW_NAME bytes they fit in one memcached item (1 MiB).
+MAX_FLOW_OVERRIDES: Final = 1_000
+#: Longest function name an admin flow setting may name (a store key in every backend).
+MAX_FLOW_NAME: Final = 256
 
 #: attempt marker of a timer entry that releases a scheduled job (epoch or retry)
 EPOCH_TIMER: Final = -1
@@ -83,6 +90,11 @@ class BrokerState:
         #: --max-memory: workload bytes of live jobs beyond which submissions are
         #: refused (0 = no limit)
         self.max_memory = self.config.max_memory
+        #: admin flow settings (pause, limit) by exact function name, persisted; each
+        #: applies over the startup rules when its function exists (or appears)
+        self.flow_overrides: dict[bytes, FlowSetting] = {}
+        #: functions held back by their rate alone -> when their next token is due
+        self.flow_waits: dict[Function, float] = {}
         #: live jobs by handle
         self.jobs = JobTable(self.config.handle_prefix)
         # ready[p]: functions with at least one runnable job of priority p.
@@ -102,6 +114,9 @@ class BrokerState:
         self.stalled: list[Peer] = []
         #: Set while shutting down gracefully: running jobs may finish, none are handed out.
         self.draining = False
+        #: Admin ``drain``: new submissions are refused (ERROR QUEUE_ERROR) while queued
+        #: and running jobs go on being handed out and finished.
+        self.refusing = False
         self._peer_ids = itertools.count(1)
         self._timer_seq = itertools.count()
         self._rr = 0  # round-robin clock: a worker's function is stamped when served
@@ -152,6 +167,10 @@ class BrokerState:
             expiry = float(int(expiry) + 1)
             if wake == 0.0 or expiry < wake:
                 wake = expiry
+        if self.flow_waits:
+            due = min(self.flow_waits.values())
+            if wake == 0.0 or due < wake:
+                wake = due
         self.wake_at = wake
 
     # ------------------------------------------------------------------ connections
@@ -214,6 +233,8 @@ class BrokerState:
                 limits = self.config.max_queue.for_function(name)
                 if limits is not None:
                     func.max_queue = list(limits)
+            if self.config.flow or self.flow_overrides:
+                self._apply_flow(func)
         return func
 
     def _free_idle_functions(self) -> None:
@@ -290,10 +311,10 @@ class BrokerState:
         func.queues[prio].append(job)
         queued = func.queued
         count = queued[prio]  # (an augmented assignment to an item is a generic add)
-        if not count:
+        if not count and not func.blocked:
             self.ready[prio][func] = None
         queued[prio] = count + 1
-        if func.sleepers:
+        if func.sleepers and not func.blocked:
             self._wake(func)
             if func.sleepers and self._wake_check_after > 0.0 and not func.wake_check:
                 self._arm_wake_check(job)
@@ -307,7 +328,7 @@ class BrokerState:
         prio = job.priority
         func.queued[prio] -= 1
         if not func.queued[prio]:
-            del self.ready[prio][func]
+            self.ready[prio].pop(func, None)  # (a blocked function is in no ready list)
             func.queues[prio].clear()
 
     def _forget(self, job: Job) -> None:
@@ -399,6 +420,140 @@ class BrokerState:
         queued = func.queued
         if (queued[0] or queued[1] or queued[2]) and func.sleepers and not self.draining:
             self._wake(func, 0)
+    # ------------------------------------------------------------------ flow control
+
+    def flow_setting(self, name: bytes) -> FlowSetting:
+        """The setting in force for function ``name``: the startup rules with any admin
+        override over them."""
+        base = self.config.flow.for_function(name)
+        override = self.flow_overrides.get(name)
+        return base if override is None else override.over(base)
+
+    def set_flow(self, name: bytes, override: FlowSetting) -> bool:
+        """Admin ``pause``/``resume``/``limit``: keep ``override`` for function ``name``
+        (an empty one goes back to the startup rules), persist it, and apply it now if
+        the function exists (else when it appears). False when too many are kept."""
+        overrides = self.flow_overrides
+        store = self.store
+        if override.empty:
+            if overrides.pop(name, None) is not None and store is not None:
+                store.drop_flow(name)
+        else:
+            if name not in overrides and len(overrides) >= MAX_FLOW_OVERRIDES:
+                return False
+            overrides[name] = override
+            if store is not None:
+                store.put_flow(name, override.text)
+        func = self.functions.get(name)
+        if func is not None:
+            self._apply_flow(func)
+        return True
+
+    def restore_flow(self, name: bytes, text: str) -> None:
+        """Keep a stored admin flow setting at startup (ValueError if unreadable)."""
+        self.flow_overrides[name] = FlowSetting.parse(text)
+        func = self.functions.get(name)
+        if func is not None:
+            self._apply_flow(func)
+
+    def _apply_flow(self, func: Function) -> None:
+        """(Re)build ``func``'s flow state from its setting; a bucket keeps its tokens
+        while its rate stays the same."""
+        setting = self.flow_setting(func.name)
+        old = func.flow
+        if not setting.limited:
+            func.flow = None
+        else:
+            rate = setting.rate
+            count, period = (rate.count, rate.period) if rate is not None else (0, 1.0)
+            concurrency = setting.concurrency if setting.concurrency is not None else -1
+            flow = FlowControl(concurrency, setting.paused, count, period,
+                               setting.weight or 1, self.now())
+            if old is not None and old.per_second == flow.per_second \
+                    and old.burst == flow.burst:
+                flow.tokens, flow.stamp = old.tokens, old.stamp
+            func.flow = flow
+        self._reflow(func)
+
+    def _reflow(self, func: Function) -> None:
+        """Put ``func`` in or out of the ready lists as its limits say now.
+
+        A blocked function is in no ``ready`` list, so the grab scans and PRE_SLEEP's
+        check never see it and a worker gets another function's job or NO_JOB. It is
+        let out again when a job of it ends, when a token returns (a timer, armed only
+        while the rate alone holds it back) or when an admin changes its limits; then
+        as many sleeping workers are woken as jobs may start.
+        """
+        flow = func.flow
+        now = self.now()
+        if flow is None:
+            free = 1 << 30
+        else:
+            flow.refill(now)
+            free = flow.slots(func.running)
+        if free > 0:
+            self.flow_waits.pop(func, None)
+            if func.blocked:
+                self._unblock(func, free)
+            return
+        if not func.blocked:
+            func.blocked = True
+            for ready in self.ready:
+                ready.pop(func, None)
+        if flow is not None and not flow.paused and (
+                flow.concurrency < 0 or func.running < flow.concurrency):
+            due = flow.token_due(now)
+            self.flow_waits[func] = due
+            if self.wake_at == 0.0 or due < self.wake_at:
+                self.wake_at = due
+
+    def _unblock(self, func: Function, free: int) -> None:
+        func.blocked = False
+        queued = func.queued
+        waiting = 0
+        for prio in range(3):
+            if queued[prio]:
+                self.ready[prio][func] = None
+                waiting += queued[prio]
+        wakes = min(free, waiting) if self.config.worker_wakeup else 1
+        while wakes > 0 and waiting and func.sleepers:
+            self._wake(func)
+            wakes -= 1
+
+    def _flow_started(self, func: Function) -> bool:
+        """A job of a function with flow settings was just taken for a worker (its
+        ``running`` is counted by the assignment that follows): take a token, hold the
+        function back if that was its last slot, and say whether it keeps its place in
+        the round robin (True: a weight's turn is not over, or it left the ready lists).
+        """
+        flow = func.flow
+        if flow is None:
+            return False
+        if flow.per_second > 0.0:
+            flow.refill(self.now())
+            flow.tokens -= 1.0
+        if flow.slots(func.running + 1) <= 0:
+            self._reflow_after(func)
+            return True
+        if flow.weight > 1:
+            flow.turn += 1
+            if flow.turn < flow.weight:
+                return True  # served again before the next function's turn
+            flow.turn = 0
+        return False
+
+    def _reflow_after(self, func: Function) -> None:
+        """:meth:`_reflow` counting the job being assigned as running already."""
+        func.running += 1
+        self._reflow(func)
+        func.running -= 1
+
+    def _flow_timers(self, now: float) -> None:
+        """Tokens came back (run_timers): let out the functions whose token is due."""
+        due = [func for func, at in self.flow_waits.items() if at <= now]
+        for func in due:
+            del self.flow_waits[func]
+            self._reflow(func)
 
     # ------------------------------------------------------------------ held replies
 

@@ -112,7 +112,10 @@ class JobLifecycle(BrokerState):
         if worker is not None:
             worker.held.discard(job)
         job.worker = None
-        job.function.running -= 1
+        func = job.function
+        func.running -= 1
+        if func.blocked:  # a limit held its jobs back: one may go now
+            self._reflow(func)
 
     def _finish(self, job: Job) -> None:
         """A running job ended: off its worker, out of the store and the indexes."""
@@ -428,6 +431,10 @@ class JobLifecycle(BrokerState):
         """Submit a schedule's job for the slot that came."""
         if self.store is not None:
             self.store.put_schedule(schedule)  # its last_fired moved on
+        if self.refusing:
+            self._note(logging.INFO, f"schedule {schedule.key.decode()}: the server is "
+                       "draining; this slot is skipped")
+            return
         func = self.function(schedule.function)
         unique, data = schedule.unique, schedule.data
         index: dict[bytes, Job] | None = None
@@ -476,6 +483,8 @@ class JobLifecycle(BrokerState):
         if self.schedules.schedules:
             for schedule in self.schedules.due(now):
                 self._fire(schedule)
+        if self.flow_waits:
+            self._flow_timers(now)
         if self.outcomes.count:
             expired = self.outcomes.expire(now)
             if expired and self.store is not None:

@@ -197,6 +197,57 @@ class JobQueue:
         return iter([job for job in self.items[self.head:] if job is not None])
 
 
+class FlowControl:
+    """A function's flow-control state (``--concurrency``, ``--rate``, ``pause``).
+
+    Only functions with a limit have one (``Function.flow``), so the dispatcher's test
+    for "is this function limited" is one attribute read. The rate is a token bucket:
+    ``burst`` tokens at most, ``per_second`` added per second, one taken per job start.
+    """
+
+    __slots__ = ("burst", "concurrency", "paused", "per_second", "stamp", "tokens", "turn",
+                 "weight")
+
+    def __init__(self, concurrency: int = -1, paused: bool = False, count: int = 0,
+                 period: float = 1.0, weight: int = 1, now: float = 0.0) -> None:
+        self.concurrency = concurrency  # most jobs running at once; -1 = no limit
+        self.paused = paused
+        self.per_second = count / period if count else 0.0  # 0.0 = no rate limit
+        self.burst = float(count)
+        self.tokens = float(count)  # a new bucket is full
+        self.stamp = now
+        self.weight = weight  # jobs in a row before the next function's turn
+        self.turn = 0  # jobs served in the current turn (weights above 1)
+
+    def refill(self, now: float) -> None:
+        """Add the tokens earned since the last refill (at most ``burst``)."""
+        if self.per_second > 0.0 and now > self.stamp:
+            tokens = self.tokens + (now - self.stamp) * self.per_second
+            self.tokens = tokens if tokens < self.burst else self.burst
+            self.stamp = now
+
+    def slots(self, running: int) -> int:
+        """How many more jobs may start now (after :meth:`refill`); large = no limit."""
+        if self.paused:
+            return 0
+        free = 1 << 30
+        if self.concurrency >= 0:
+            free = self.concurrency - running
+        if self.per_second > 0.0:
+            # (a hair of slack: float sums of 1/rate steps land just under whole numbers)
+            tokens = int(self.tokens + 1e-9)
+            if tokens < free:
+                free = tokens
+        return free if free > 0 else 0
+
+    def token_due(self, now: float) -> float:
+        """When the bucket next holds a whole token (``now`` if it does)."""
+        missing = 1.0 - self.tokens
+        if self.per_second <= 0.0 or missing <= 1e-9:
+            return now
+        return now + missing / self.per_second
+
+
 class Function:
     """A function name with its three FIFO queues and the workers able to run it.
 
@@ -210,9 +261,11 @@ class Function:
     """
 
     __slots__ = (
+        "blocked",
         "completed",
         "dead",
         "failed",
+        "flow",
         "handle_prefix",
         "max_queue",
         "name",
@@ -256,6 +309,11 @@ class Function:
         self.failed = 0  # ended failed: WORK_FAIL/WORK_EXCEPTION, or dropped by -j
         self.retried = 0  # failed attempts run again (retry policy, lost worker)
         self.dead = 0  # background jobs that became dead letters
+        #: flow-control state; None (the usual case) = no limit, nothing to check
+        self.flow: FlowControl | None = None
+        #: a limit holds its queued jobs back: it is in no ``ready`` list meanwhile, so
+        #: the dispatch scans never see it (see BrokerState._reflow)
+        self.blocked = False
 
     def coalescing_index(self, unique: bytes, data: bytes) -> tuple[dict[bytes, Job], bytes]:
         """Where a job with this non-empty unique is indexed for coalescing, and its key:

@@ -148,6 +148,9 @@ class WorkerDispatch(JobLifecycle):
             if not left:
                 del ready[best]
                 queue.clear()
+            # The one flow-control test a job start pays (limits, weights: _core).
+            if best.flow is not None and self._flow_started(best):
+                return job
             # Round robin (gearmand 2.0; `priority_two_functions` in the differential
             # tests): the function just served goes behind the others at every priority
             # where it still waits, so the scan in _pick cannot starve them, and after

@@ -6,7 +6,8 @@ in the order of the option table below.
 
 gearshift's dead letters (background jobs that failed for good) have options of their
 own: ``--dead`` lists them, ``--retry-dead`` queues them again and ``--purge-dead``
-forgets them, each for one handle, ``--all`` or ``--function F``.
+forgets them, each for one handle, ``--all`` or ``--function F``. Flow control:
+``--pause F``, ``--resume F`` and ``--limits`` (limits, pauses and usage per function).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from gearshift.cli._submit import add_server_options, servers_from_args
 from gearshift.cli._tls_options import client_ssl_from_args
-from gearshift.client import AdminClient, AdminError, GearmanError, JobOutcome
+from gearshift.client import AdminClient, AdminError, FunctionLimits, GearmanError, JobOutcome
 
 #: (admin, the option's value) -> result; dead-letter options get their keyword arguments.
 Action = Callable[[AdminClient, Any], Any]
@@ -44,6 +45,13 @@ ACTIONS: dict[str, tuple[Action, list[str] | None]] = {
              ["HANDLE", "FUNCTION", "ATTEMPTS", "ENDED", "REASON"]),
     "retry_dead": (lambda a, t: a.retry_dead(**t), None),
     "purge_dead": (lambda a, t: a.purge_dead(**t), None),
+    "pause": (lambda a, v: a.pause(v), None),
+    "resume": (lambda a, v: a.resume(v), None),
+    "drain": (lambda a, _: a.drain(), None),
+    "undrain": (lambda a, _: a.drain(False), None),
+    "limits": (lambda a, _: a.limits(),
+               ["FUNCTION", "CONCURRENCY", "RATE", "WEIGHT", "PAUSED", "RUNNING", "QUEUED",
+                "HELD", "ADMIN"]),
 }
 #: Options that name dead letters by HANDLE, --all or --function.
 TARGETED = {"retry_dead", "purge_dead"}
@@ -72,6 +80,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="queue dead letter H again (or --all, --function F)")
     p.add_argument("--purge-dead", nargs="?", const="", metavar="H",
                    help="forget dead letter H (or --all, --function F)")
+    p.add_argument("--pause", metavar="F", help="hand out none of F's jobs until --resume "
+                   "(they are still accepted and queued; gearshift)")
+    p.add_argument("--resume", metavar="F", help="undo --pause F (gearshift)")
+    p.add_argument("--drain", action="store_true",
+                   help="refuse new submissions, finish the jobs the server has (gearshift)")
+    p.add_argument("--undrain", action="store_true", help="accept submissions again")
+    p.add_argument("--limits", action="store_true",
+                   help="flow control per function: limits, pauses, usage (gearshift)")
     p.add_argument("--all", action="store_true", help="with --retry/--purge-dead: every one")
     p.add_argument("--function", metavar="F",
                    help="with --dead/--retry-dead/--purge-dead: only function F's")
@@ -93,7 +109,14 @@ def _dead_row(outcome: JobOutcome) -> list[str]:
             reason or "-"]
 
 
-ROWS: dict[str, Callable[[Any], list[str]]] = {"dead": _dead_row}
+def _limits_row(limits: FunctionLimits) -> list[str]:
+    return [limits.function, "-" if limits.concurrency is None else str(limits.concurrency),
+            limits.rate or "-", str(limits.weight), "yes" if limits.paused else "no",
+            str(limits.running), str(limits.queued), "yes" if limits.held else "no",
+            limits.admin or "-"]
+
+
+ROWS: dict[str, Callable[[Any], list[str]]] = {"dead": _dead_row, "limits": _limits_row}
 
 
 def _argument(dest: str, value: Any, args: argparse.Namespace) -> Any:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from gearshift._units import parse_duration, parse_size
 from gearshift.broker._access import LOOPBACK, parse_admin_from
 from gearshift.broker._acl import Acl, parse_acl
+from gearshift.broker._flow import parse_concurrency, parse_rate, parse_weight
 from gearshift.broker._queue_limits import parse_max_queue
 from gearshift.broker._retry import parse_retry
 from gearshift.cli._gearmand_options import (
@@ -163,6 +164,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="bytes all connections together may hold in partly received "
                              "packets; the read that would pass it closes its connection "
                              "with ERROR ARGUMENT_TOO_LARGE (0 = no limit; default 256MiB)")
+    flow = p.add_argument_group(
+        "flow control (FUNC may be a glob; repeatable; change them at run time with the "
+        "admin commands pause, resume, limit: see docs/operations.md)")
+    flow.add_argument("--concurrency", type=_arg(parse_concurrency), action="append",
+                      default=[], metavar="FUNC=N",
+                      help="at most N jobs of FUNC running at once across all workers; "
+                           "further jobs stay queued (0 = paused)")
+    flow.add_argument("--rate", type=_arg(parse_rate), action="append", default=[],
+                      metavar="FUNC=N/s|N/m|N/h",
+                      help="at most N job starts of FUNC per second, minute or hour (a "
+                           "token bucket: bursts of up to N)")
+    flow.add_argument("--weight", type=_arg(parse_weight), action="append", default=[],
+                      metavar="FUNC=W",
+                      help="a worker doing several functions takes up to W jobs of FUNC in "
+                           "a row before the next function's turn (default 1: round robin)")
     add_serve_tls_options(p)
     http = p.add_argument_group("HTTP listener: metrics, JSON API, gearmand's HTTP protocol "
                                 "(needs the 'http' extra; see docs/operations.md)")
@@ -285,6 +301,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         dead_max_bytes=args.dead_letters_max,
         retry=tuple(args.retry),
         max_queue=tuple(args.max_queue),
+        concurrency=tuple(args.concurrency),
+        rate=tuple(args.rate),
+        weight=tuple(args.weight),
         max_connections=args.max_connections,
         max_idle_functions=args.max_idle_functions,
         max_memory=args.max_memory,

@@ -23,6 +23,7 @@ from gearshift.client._errors import (
 )
 from gearshift.client._models import (
     EventKind,
+    FunctionLimits,
     JobEvent,
     JobOutcome,
     JobStatus,
@@ -53,6 +54,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "EventKind",
+    "FunctionLimits",
     "FunctionStatus",
     "GearmanError",
     "GearmanTimeout",

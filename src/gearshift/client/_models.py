@@ -358,3 +358,33 @@ def priority_name(priority: Priority | str) -> str:
     except (AttributeError, ValueError):
         raise ValueError(f"priority must be high, normal or low, not {priority!r}") from None
     return chosen.value
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionLimits:
+    """One function's flow control as ``limits`` reports it (``gearshift admin --limits``).
+
+    ``concurrency`` (jobs at once) and ``rate`` (``"5/s"``) are None when unlimited;
+    ``admin`` is the setting changed at run time (``pause``, ``limit``), None if the
+    startup rules apply unchanged; ``held`` says a limit holds its queued jobs back
+    now; ``tokens`` is what is left in a rate limit's bucket.
+    """
+
+    function: str
+    concurrency: int | None = None
+    rate: str | None = None
+    weight: int = 1
+    paused: bool = False
+    running: int = 0
+    queued: int = 0
+    held: bool = False
+    admin: str | None = None
+    tokens: float | None = None
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> FunctionLimits:
+        return cls(function=str(record["function"]), concurrency=record.get("concurrency"),
+                   rate=record.get("rate"), weight=int(record.get("weight", 1)),
+                   paused=bool(record.get("paused")), running=int(record.get("running", 0)),
+                   queued=int(record.get("queued", 0)), held=bool(record.get("held")),
+                   admin=record.get("admin"), tokens=record.get("tokens"))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 
 from gearshift.broker._access import AdminAccess
+from gearshift.broker._admin_flow import FlowCommands, flow_record, flow_records
 from gearshift.broker._admin_outcomes import OutcomeCommands, job_json, schedule_json
 from gearshift.broker._model import PRIORITY_NAMES, QUEUED, Function, Job
 
@@ -55,6 +56,7 @@ def function_json(func: Function) -> dict[str, Any]:
         "max_queue": dict(zip(PRIORITY_NAMES, func.max_queue, strict=True)),
         "submitted": func.submitted, "completed": func.completed, "failed": func.failed,
         "retried": func.retried, "dead": func.dead,
+        "paused": func.flow is not None and func.flow.paused, "held": func.blocked,
     }
 
 
@@ -84,12 +86,16 @@ class Api:
         self.broker = server.broker
         self.outcomes = OutcomeCommands(server.broker)
         self.access = AdminAccess(server.broker.config.admin_from)
+        self.flow = FlowCommands(server.broker)
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/api/functions", self.functions),
             web.get("/api/functions/{name}/jobs", self.function_jobs),
             web.post("/api/functions/{name}/maxqueue", self._guarded(self.maxqueue)),
+            web.post("/api/functions/{name}/pause", self._guarded(self.pause)),
+            web.post("/api/functions/{name}/resume", self._guarded(self.resume)),
+            web.get("/api/limits", self.limits),
             web.get("/api/workers", self.workers),
             web.get("/api/jobs/{handle}", self.job),
             web.post("/api/jobs/{handle}/cancel", self._guarded(self.cancel)),
@@ -192,6 +198,23 @@ class Api:
         self._act(lambda: self.broker.set_max_queue(name, limits))
         return _json({"function": _text(name), "max_queue": dict(zip(PRIORITY_NAMES, limits,
                                                                       strict=True))})
+
+    async def limits(self, request: web.Request) -> web.Response:
+        return _json(flow_records(self.broker))
+
+    async def pause(self, request: web.Request) -> web.Response:
+        return self._flow(request, b"pause")
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return self._flow(request, b"resume")
+
+    def _flow(self, request: web.Request, verb: bytes) -> web.Response:
+        """As admin ``pause``/``resume`` (persisted alike): the function's limits record."""
+        name = _name(request)
+        reply = self._act(lambda: self.flow.table[verb]([verb, name]))
+        if not reply.startswith(b"OK"):
+            return _error(400, reply.decode("utf-8", "replace").strip())
+        return _json(flow_record(self.broker, name, self.broker.functions.get(name)))
 
     async def retry_dead(self, request: web.Request) -> web.Response:
         return await self._on_dead(request, b"retry")

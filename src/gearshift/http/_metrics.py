@@ -64,7 +64,7 @@ class Snapshot:
     """
 
     #: per function: name, queued high/normal/low, scheduled, running, workers, then
-    #: the counters in _COUNTERS' order
+    #: the counters in _COUNTERS' order, then paused and held (flow control, 0/1)
     functions: list[tuple[Any, ...]]
     dead: dict[str, int]
     connections: int
@@ -78,7 +78,8 @@ class Snapshot:
     def take(cls, server: Server, started: float) -> Snapshot:
         broker = server.broker
         functions = [(f.name, f.queued[0], f.queued[1], f.queued[2], f.scheduled, f.running,
-                      len(f.workers), f.submitted, f.completed, f.failed, f.retried, f.dead)
+                      len(f.workers), f.submitted, f.completed, f.failed, f.retried, f.dead,
+                      int(f.flow is not None and f.flow.paused), int(f.blocked))
                      for f in broker.functions.values()]
         dead = Counter(o.function for o in broker.outcomes.dead.values())
         registered = sum(1 for peer in broker.peers.values() if peer.functions)
@@ -116,8 +117,16 @@ class SnapshotCollector(Collector):
         )]
         counters = [CounterMetricFamily(name, text, labels=["function"])
                     for _, name, text in _COUNTERS]
+        paused = GaugeMetricFamily("gearshift_function_paused",
+                                   "1 while the function is paused (admin pause, or a "
+                                   "concurrency limit of 0).", labels=["function"])
+        held = GaugeMetricFamily("gearshift_function_held",
+                                 "1 while a flow limit (pause, concurrency, rate) holds the "
+                                 "function's queued jobs back.", labels=["function"])
         for row in self.snapshot.functions:
             name = _name(row[0])
+            paused.add_metric([name], row[-2])
+            held.add_metric([name], row[-1])
             for priority, label in enumerate(PRIORITY_NAMES):
                 queued.add_metric([name, label], row[1 + priority])
             for i, family in enumerate(gauges):
@@ -129,6 +138,8 @@ class SnapshotCollector(Collector):
         for function, count in self.snapshot.dead.items():
             dead.add_metric([function], count)
         yield queued
+        yield paused
+        yield held
         yield from gauges
         yield from counters
         yield dead

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final
 
 from gearshift.broker._access import LOOPBACK, Network
 from gearshift.broker._acl import Acl
+from gearshift.broker._flow import ConcurrencyRule, RateRule, WeightRule
 from gearshift.broker._queue_limits import QueueLimit
 from gearshift.broker._retry import RetryPolicy
 from gearshift.protocol._spec import DEFAULT_MAX_PACKET_SIZE
@@ -73,6 +74,8 @@ class ServerConfig:
         retry: ``--retry`` policies, in the order given.
         max_queue: ``--max-queue`` caps, in the order given.
         admin_from: ``--admin-from`` networks (admin commands that change state).
+        concurrency / rate / weight: ``--concurrency``, ``--rate``, ``--weight`` flow
+            rules, in the order given (see broker/_flow.py).
         max_connections: open connections beyond which new ones are closed (0 = no limit).
         max_idle_functions: function records beyond which the idle ones are forgotten.
         max_memory: workload bytes of live jobs beyond which submissions are refused.
@@ -122,6 +125,9 @@ class ServerConfig:
     retry: tuple[RetryPolicy, ...] = ()
     max_queue: tuple[QueueLimit, ...] = ()
     admin_from: tuple[Network, ...] = LOOPBACK
+    concurrency: tuple[ConcurrencyRule, ...] = ()
+    rate: tuple[RateRule, ...] = ()
+    weight: tuple[WeightRule, ...] = ()
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_idle_functions: int = 10_000
     max_memory: int = 0

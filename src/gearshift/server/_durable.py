@@ -91,6 +91,12 @@ class DurableStore:
     def drop_schedule(self, key: bytes) -> None:
         self.committer.put_schedule(key, None)
 
+    def put_flow(self, function: bytes, setting: str) -> None:
+        self.committer.put_flow(function, setting)
+
+    def drop_flow(self, function: bytes) -> None:
+        self.committer.put_flow(function, None)
+
     async def close(self) -> None:
         await self.committer.close()
         await self.store.close()
@@ -113,12 +119,20 @@ async def open_durable(config: ServerConfig, broker: Broker,
         stored = await store.load()
         outcomes = await store.load_outcomes()
         schedules = await store.load_schedules()
+        flows = await store.load_flows()
     except (StoreError, OSError, ValueError) as exc:
         raise StartupError(f"cannot open store {config.store!r}: {exc}") from exc
     # Handles embed the boot counter so a handle is never reused across restarts.
     broker.set_handle_prefix(f"{config.job_handle_prefix}:{boot}.".encode())
     durable = DurableStore(store, GroupCommitter(store), broker, on_change)
     broker.store = durable  # restoring may delete expired outcomes
+    for name, setting in flows.items():  # pauses and limits first: before any job runs
+        try:
+            broker.restore_flow(name, setting)
+        except ValueError as exc:
+            log.error("stored flow setting of %r is unusable and was skipped: %s", name, exc)
+    if flows:
+        log.info("restored admin flow settings of %d functions", len(flows))
     for job in stored:
         broker.restore(job.handle, job.function, job.unique, job.data, job.priority,
                        job.when, job.reducer, job.retries, job.submitted)

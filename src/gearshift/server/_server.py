@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from gearshift.broker import Broker, BrokerConfig, Peer, QueueLimits, RetryPolicies
 from gearshift.broker._acl import Acl, certificate_subject
+from gearshift.broker._flow import FlowRules
 from gearshift.server._config import ServerConfig, StartupError
 from gearshift.server._durable import DurableStore, open_durable
 from gearshift.server._partials import PacketDeadline
@@ -58,6 +59,7 @@ class Server:
             admin_from=config.admin_from,
             max_idle_functions=config.max_idle_functions,
             max_memory=config.max_memory,
+            flow=FlowRules(list(config.concurrency), list(config.rate), list(config.weight)),
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)

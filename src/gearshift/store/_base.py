@@ -2,7 +2,7 @@
 
 The server never talks to a database directly: it hands :class:`Batch` objects to a
 :class:`Store` through the group committer. Keeping the contract this small (open, boot,
-the three loads, apply, close) is what lets one conformance suite cover SQLite,
+the loads, apply, close) is what lets one conformance suite cover SQLite,
 PostgreSQL, MySQL/MariaDB, Redis and memcached alike.
 
 Error tree::
@@ -125,6 +125,9 @@ class Batch:
     outcomes: dict[bytes, StoredOutcome | None] = field(default_factory=dict)
     #: schedule key -> schedule to store (replacing any), or None to delete it
     schedules: dict[bytes, StoredSchedule | None] = field(default_factory=dict)
+    #: function name -> its admin flow setting text (``pause``, ``limit``), or None to
+    #: delete it; last one wins
+    flows: dict[bytes, str | None] = field(default_factory=dict)
 
     def normalized(self) -> Batch:
         """The same effect with no job both added and removed.
@@ -148,11 +151,12 @@ class Batch:
         removes = [h for h in dict.fromkeys(self.removes) if h not in added]
         retries = {h: n for h, n in self.retries.items() if h not in added and h not in removed}
         when = {h: w for h, w in self.when.items() if h not in added and h not in removed}
-        return Batch(adds, removes, retries, when, dict(self.outcomes), dict(self.schedules))
+        return Batch(adds, removes, retries, when, dict(self.outcomes), dict(self.schedules),
+                     dict(self.flows))
 
     def __bool__(self) -> bool:
         return bool(self.adds or self.removes or self.retries or self.when or self.outcomes
-                    or self.schedules)
+                    or self.schedules or self.flows)
 
 
 class Store(abc.ABC):
@@ -194,6 +198,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def load_schedules(self) -> list[StoredSchedule]:
         """Every stored schedule, in the order they were first stored."""
+
+    @abc.abstractmethod
+    async def load_flows(self) -> dict[bytes, str]:
+        """Every stored admin flow setting: function name -> its text, in the order they
+        were first stored."""
 
     @abc.abstractmethod
     async def apply(self, batch: Batch) -> None:

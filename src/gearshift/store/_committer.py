@@ -10,9 +10,9 @@ Resource handling: the committer owns one background task, started on demand and
 when the queue is empty; :meth:`close` flushes and waits for it.
 
 Error handling: a failed batch fails the futures of its adds with the :class:`StoreError`
-(the server answers ``ERROR QUEUE_ERROR``); its removes, retry counts, outcomes and
-schedules are kept and retried with the next batch, after a backoff that doubles up to
-``max_backoff``.
+(the server answers ``ERROR QUEUE_ERROR``); its removes, retry counts, outcomes,
+schedules and flow settings are kept and retried with the next batch, after a backoff
+that doubles up to ``max_backoff``.
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ class GroupCommitter:
         self._pending.schedules[key] = schedule
         self._kick()
 
+    def put_flow(self, function: bytes, setting: str | None) -> None:
+        """Queue storing (or, with None, deleting) a function's admin flow setting."""
+        self._pending.flows[function] = setting
+        self._kick()
+
     async def flush(self) -> None:
         """Wait until everything queued so far has been written (or has failed)."""
         while self._task is not None:
@@ -210,6 +215,8 @@ class GroupCommitter:
             pending.outcomes.setdefault(handle, outcome)
         for key, schedule in batch.schedules.items():
             pending.schedules.setdefault(key, schedule)
+        for name, setting in batch.flows.items():
+            pending.flows.setdefault(name, setting)
 
     def _fail_all(self, exc: StoreError) -> None:
         for future in self._waiters:

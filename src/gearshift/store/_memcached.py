@@ -12,6 +12,9 @@ index and makes ONE compare-and-swap the commit point of every batch:
   :class:`~gearshift.store._record.Index`): every stored job with its retry count and
   run-at time, in insertion order; every outcome and schedule with the tag and piece
   count of its current version, in 512 KiB pieces.
+* ``<prefix>flows`` - the admin flow settings (pause, limit), one ``<hex name> <text>``
+  line per function, rewritten whole when one changes (not part of the index: they do
+  not depend on the jobs, and the rewrite is idempotent).
 * ``<prefix>head`` - ``"<gen> <pieces> <tag>"``: which index is current. A head with no
   tag (``"<gen> <pieces>"``) names an older version-1 index ``idx:<gen>:<n>`` of jobs and
   retry counts only; it is read as is and replaced by the next commit.
@@ -262,6 +265,18 @@ class MemcachedStore(Store):
 
         return await self._call("load", read)
 
+    async def load_flows(self) -> dict[bytes, str]:
+        return await self._call("load", self._flows)
+
+    def _flows(self, mc: Any) -> dict[bytes, str]:
+        """The admin flow settings item: one ``<hex name> <text>`` line per function."""
+        blob = mc.get(self._key("flows")) or b""
+        flows: dict[bytes, str] = {}
+        for line in blob.decode().splitlines():
+            name, _, text = line.partition(" ")
+            flows[bytes.fromhex(name)] = text
+        return flows
+
     def _rest(self, mc: Any, handle: bytes, first: bytes) -> bytes | None:
         count = int.from_bytes(first[:4], "big")
         if count == 1:
@@ -279,6 +294,11 @@ class MemcachedStore(Store):
             await self._call("write", lambda mc: self._apply(mc, batch))
 
     def _apply(self, mc: Any, batch: Batch) -> None:
+        if batch.flows:
+            self._write_flows(mc, batch)
+        if not (batch.adds or batch.removes or batch.retries or batch.when or batch.outcomes
+                or batch.schedules):
+            return
         gen, pieces, old_tag, cas = self._head(mc)
         index = self._read_index(mc, gen, pieces, old_tag).copy()
         tag = f"{gen + 1}-{secrets.token_hex(4)}"
@@ -315,6 +335,20 @@ class MemcachedStore(Store):
             mc.delete_many(garbage, noreply=True)
         except OSError:
             log.warning("%s: could not delete %d stale items", self.description, len(garbage))
+
+    def _write_flows(self, mc: Any, batch: Batch) -> None:
+        """Flow settings live in one small item of their own, outside the index: they are
+        independent of the jobs, and rewriting the item is idempotent, so a batch whose
+        CAS then fails and is retried writes the same settings again."""
+        flows = self._flows(mc)
+        for name, text in batch.flows.items():
+            if text is None:
+                flows.pop(name, None)
+            else:
+                flows[name] = text
+        blob = "".join(f"{name.hex()} {text}\n" for name, text in flows.items()).encode()
+        if not mc.set(self._key("flows"), blob, noreply=False):
+            raise _Conflict("memcached refused the flow settings item")
 
     def _replace_records(self, index: Index, batch: Batch, items: dict[str, bytes],
                          tag: str) -> list[str]:

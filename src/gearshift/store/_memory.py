@@ -26,6 +26,7 @@ class MemoryStore(Store):
         self._jobs: dict[bytes, StoredJob] = {}
         self._outcomes: dict[bytes, StoredOutcome] = {}
         self._schedules: dict[bytes, StoredSchedule] = {}
+        self._flows: dict[bytes, str] = {}
         self._boot = 0
 
     async def open(self) -> None:
@@ -45,6 +46,9 @@ class MemoryStore(Store):
 
     async def load_schedules(self) -> list[StoredSchedule]:
         return [dataclasses.replace(s) for s in self._schedules.values()]
+
+    async def load_flows(self) -> dict[bytes, str]:
+        return dict(self._flows)
 
     async def apply(self, batch: Batch) -> None:
         batch = batch.normalized()
@@ -72,6 +76,14 @@ class MemoryStore(Store):
                 self._schedules.pop(key, None)
             else:
                 self._schedules[key] = schedule
+        self._apply_flows(batch)
+
+    def _apply_flows(self, batch: Batch) -> None:
+        for name, setting in batch.flows.items():
+            if setting is None:
+                self._flows.pop(name, None)
+            else:
+                self._flows[name] = setting  # a replaced setting keeps its place
 
     async def close(self) -> None:
         return None

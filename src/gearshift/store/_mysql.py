@@ -6,9 +6,10 @@ retry counts and run-at times as one ``UPDATE ... CASE``, outcomes as multi-row
 AUTO_INCREMENT ``seq`` columns record insertion order. Payloads up to the server's
 ``max_allowed_packet`` (16 MiB by default on MariaDB 10.2+) fit.
 
-Tables: ``<table>``, ``<table>_meta``, ``<table>_outcomes``, ``<table>_schedules``; times
-are DOUBLE, sent as ``repr()`` literals (shortest exact form) and read back exactly. A
-job table made by an older version gains its ``submitted`` column on first connect.
+Tables: ``<table>``, ``<table>_meta``, ``<table>_outcomes``, ``<table>_schedules``,
+``<table>_flows`` (admin flow settings); times are DOUBLE, sent as ``repr()`` literals
+(shortest exact form) and read back exactly. A job table made by an older version gains
+its ``submitted`` column on first connect.
 """
 
 from __future__ import annotations
@@ -154,6 +155,13 @@ class MySQLStore(Store):
 
         return await self._call("load", lambda c: self._transaction(c, read))
 
+    async def load_flows(self) -> dict[bytes, str]:
+        async def read(cur: Any) -> dict[bytes, str]:
+            await cur.execute(f"SELECT function, setting FROM {self.table}_flows ORDER BY seq")
+            return {bytes(r[0]): bytes(r[1]).decode() for r in await cur.fetchall()}
+
+        return await self._call("load", lambda c: self._transaction(c, read))
+
     async def apply(self, batch: Batch) -> None:
         batch = batch.normalized()
         if not batch:
@@ -225,6 +233,10 @@ async def _create_schema(cur: Any, t: str) -> None:
         "skey VARBINARY(255) NOT NULL UNIQUE, function BLOB NOT NULL, "
         "unique_key BLOB NOT NULL, cron BLOB NOT NULL, data LONGBLOB NOT NULL, "
         "priority TINYINT NOT NULL, last_fired DOUBLE NOT NULL) ENGINE=InnoDB")
+    await cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {t}_flows (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "function VARBINARY(1024) NOT NULL UNIQUE, setting VARBINARY(1024) NOT NULL) "
+        "ENGINE=InnoDB")
     await cur.execute("SET SESSION sql_notes = 1")
     await cur.execute(f"SHOW COLUMNS FROM {t} LIKE 'submitted'")
     if not await cur.fetchall():
@@ -299,4 +311,12 @@ def _statements(table: str, batch: Batch) -> list[str]:
     dropped = [k for k, s in batch.schedules.items() if s is None]
     if dropped:
         out.append(f"DELETE FROM {t}_schedules WHERE skey IN ({', '.join(map(_hex, dropped))})")
+    out += _rows(
+        f"INSERT INTO {t}_flows (function, setting) VALUES ",
+        [f"({_hex(name)}, {_hex(text.encode())})"
+         for name, text in batch.flows.items() if text is not None],
+        " ON DUPLICATE KEY UPDATE setting = VALUES(setting)")
+    unflowed = [name for name, text in batch.flows.items() if text is None]
+    if unflowed:
+        out.append(f"DELETE FROM {t}_flows WHERE function IN ({', '.join(map(_hex, unflowed))})")
     return out

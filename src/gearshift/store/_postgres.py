@@ -9,9 +9,10 @@ in its own data-modifying CTE. Only the parts a batch uses are in its statement,
 hot path (adds and removes) stays the statement it was; asyncpg prepares each variant
 once. PostgreSQL's default ``synchronous_commit = on`` makes a commit durable.
 
-Tables: ``<table>``, ``<table>_meta``, ``<table>_outcomes``, ``<table>_schedules``; times
-are ``DOUBLE PRECISION`` (exact for a Python float). A job table made by an older
-version gains its ``submitted`` column on first connect.
+Tables: ``<table>``, ``<table>_meta``, ``<table>_outcomes``, ``<table>_schedules``,
+``<table>_flows`` (admin flow settings); times are ``DOUBLE PRECISION`` (exact for a
+Python float). A job table made by an older version gains its ``submitted`` column on
+first connect.
 """
 
 from __future__ import annotations
@@ -156,6 +157,14 @@ class PostgresStore(Store):
 
         return await self._call("load", read)
 
+    async def load_flows(self) -> dict[bytes, str]:
+        async def read(conn: Any) -> dict[bytes, str]:
+            rows = await conn.fetch(f"SELECT function, setting FROM {self.table}_flows "
+                                    "ORDER BY seq")
+            return {bytes(name): str(setting) for name, setting in rows}
+
+        return await self._call("load", read)
+
     async def apply(self, batch: Batch) -> None:
         batch = batch.normalized()
         if not batch:
@@ -210,7 +219,9 @@ async def _create_schema(conn: Any, t: str) -> None:
         f"CREATE TABLE IF NOT EXISTS {t}_schedules (seq BIGSERIAL PRIMARY KEY, "
         "skey BYTEA NOT NULL UNIQUE, function BYTEA NOT NULL, unique_key BYTEA NOT NULL, "
         "cron TEXT NOT NULL, data BYTEA NOT NULL, priority SMALLINT NOT NULL, "
-        "last_fired DOUBLE PRECISION NOT NULL)"
+        "last_fired DOUBLE PRECISION NOT NULL);"
+        f"CREATE TABLE IF NOT EXISTS {t}_flows (seq BIGSERIAL PRIMARY KEY, "
+        "function BYTEA NOT NULL UNIQUE, setting TEXT NOT NULL)"
     )
     present = await conn.fetchval(
         "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) "
@@ -292,4 +303,14 @@ def _apply_statement(t: str, batch: Batch) -> tuple[str, list[Any]]:
     if dropped:
         ctes.append(f"sdel AS (DELETE FROM {t}_schedules "
                     f"WHERE skey = ANY({unnest(('bytea',), [dropped])}))")
+    flows = [(name, text) for name, text in batch.flows.items() if text is not None]
+    if flows:
+        cols = unnest(("bytea", "text"), tuples(flows, 2))
+        ctes.append(f"fup AS (INSERT INTO {t}_flows (function, setting) "
+                    f"SELECT f, s FROM unnest({cols}) WITH ORDINALITY AS x(f, s, o) ORDER BY o "
+                    "ON CONFLICT (function) DO UPDATE SET setting = EXCLUDED.setting)")
+    unflowed = [name for name, text in batch.flows.items() if text is None]
+    if unflowed:
+        ctes.append(f"fdel AS (DELETE FROM {t}_flows "
+                    f"WHERE function = ANY({unnest(('bytea',), [unflowed])}))")
     return f"WITH {', '.join(ctes)} SELECT 1", args

@@ -13,13 +13,16 @@ Layout under a key prefix (default ``gearshift:``):
   replaced outcome gets a new score, so it moves to the end, as in the memory store.
 * ``<prefix>sched:<key>`` - a schedule hash; ``<prefix>schedules`` - keys scored by
   first-stored sequence (``<prefix>sseq``), kept when a schedule is updated.
+* ``<prefix>flow`` - a hash of admin flow settings (function -> text); ``<prefix>flows``
+  - the functions scored by first-stored sequence (``<prefix>fseq``).
 * ``<prefix>seq`` and ``<prefix>boot`` - counters.
 
 Times are stored as ``repr(float)`` text, the shortest form that reads back exactly.
 
-Each batch is ONE Lua script call, with eight arguments: the prefix, then the added jobs'
-fields, the removed handles, the job field updates (retry counts and run-at times), the
-stored outcomes, the deleted outcomes, the stored schedules and the deleted schedules,
+Each batch is ONE Lua script call, with ten arguments (four when only jobs change): the
+prefix, then the added jobs' fields, the removed handles, the job field updates (retry
+counts and run-at times), the stored outcomes, the deleted outcomes, the stored
+schedules, the deleted schedules, the stored flow settings and the deleted ones,
 each section one string of ``<length>:<bytes>`` fields that the script splits. One
 argument per field (8 per job, at the time) made redis-py's asyncio ``pack_command``, a
 Python loop that re-joins a growing buffer per argument, cost the server ~9 us of CPU
@@ -132,6 +135,17 @@ if #ARGV > 4 then
     redis.call('DEL', p .. 'sched:' .. k)
     redis.call('ZREM', p .. 'schedules', k)
   end
+  local flows, flowdel = fields(ARGV[9]), fields(ARGV[10])
+  for b = 1, #flows, 2 do
+    redis.call('HSET', p .. 'flow', flows[b], flows[b + 1])
+    if not redis.call('ZSCORE', p .. 'flows', flows[b]) then
+      redis.call('ZADD', p .. 'flows', redis.call('INCR', p .. 'fseq'), flows[b])
+    end
+  end
+  for _, f in ipairs(flowdel) do
+    redis.call('HDEL', p .. 'flow', f)
+    redis.call('ZREM', p .. 'flows', f)
+  end
 end
 return nadd
 """
@@ -213,6 +227,18 @@ class RedisStore(Store):
         rows = await self._hashes(b"schedules", b"sched:")
         return [_schedule(name, row) for name, row in rows]
 
+    async def load_flows(self) -> dict[bytes, str]:
+        import redis.exceptions
+
+        client = self._connect()
+        try:
+            names: list[bytes] = await client.zrange(self.prefix + b"flows", 0, -1)
+            texts = await client.hmget(self.prefix + b"flow", names) if names else []
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise self._error("load", exc) from exc
+        return {name: text.decode() for name, text in zip(names, texts, strict=True)
+                if text is not None}
+
     async def _hashes(self, order: bytes, kind: bytes) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """The hashes named in the sorted set ``order``, in its order, pipelined."""
         import redis.exceptions
@@ -247,7 +273,7 @@ class RedisStore(Store):
             *(v for h, n in batch.retries.items() for v in (h, b"n", b"%d" % n)),
             *(v for h, w in batch.when.items() for v in (h, b"w", b"%d" % w))])
         args = [self.prefix, adds, removes, updates]
-        if batch.outcomes or batch.schedules:
+        if batch.outcomes or batch.schedules or batch.flows:
             args += _extras(batch)
         self._connect()
         try:
@@ -284,8 +310,11 @@ def _extras(batch: Batch) -> list[bytes]:
         value for s in batch.schedules.values() if s is not None
         for value in (s.key, s.function, s.unique, s.cron.encode(), s.data,
                       b"%d" % s.priority, _float(s.last_fired)))
+    flows = _netstrings(value for name, text in batch.flows.items() if text is not None
+                        for value in (name, text.encode()))
     return [outs, _netstrings(h for h, o in batch.outcomes.items() if o is None),
-            scheds, _netstrings(k for k, s in batch.schedules.items() if s is None)]
+            scheds, _netstrings(k for k, s in batch.schedules.items() if s is None),
+            flows, _netstrings(n for n, text in batch.flows.items() if text is None)]
 
 
 def _job(handle: bytes, row: dict[bytes, bytes]) -> StoredJob:

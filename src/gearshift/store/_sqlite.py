@@ -6,7 +6,8 @@ that made them), so the event loop never blocks on a disk write. WAL journalling
 commit turns that one fsync into thousands of jobs' worth of durability.
 
 Tables: ``<table>`` (queued jobs, ``seq`` is insertion order), ``<table>_meta`` (the
-boot counter), ``<table>_outcomes`` and ``<table>_schedules``. Times are REAL (an 8-byte
+boot counter), ``<table>_outcomes``, ``<table>_schedules`` and ``<table>_flows`` (admin
+flow settings, one text per function). Times are REAL (an 8-byte
 float: exact). A job table made by an older version gains its ``submitted`` column on
 first open (existing rows read 0, "unknown").
 """
@@ -149,6 +150,13 @@ class SQLiteStore(Store):
 
         return await self._call("load", read)
 
+    async def load_flows(self) -> dict[bytes, str]:
+        def read(db: sqlite3.Connection) -> dict[bytes, str]:
+            rows = db.execute(f"SELECT function, setting FROM {self.table}_flows ORDER BY seq")
+            return {bytes(name): str(setting) for name, setting in rows}
+
+        return await self._call("load", read)
+
     async def apply(self, batch: Batch) -> None:
         batch = batch.normalized()
         if not batch:
@@ -174,6 +182,8 @@ class SQLiteStore(Store):
                     _write_outcomes(db, t, batch)
                 if batch.schedules:
                     _write_schedules(db, t, batch)
+                if batch.flows:
+                    _write_flows(db, t, batch)
 
         await self._call("write", write)
 
@@ -216,7 +226,8 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
     """
     tables = {name.lower() for (name,) in
               db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    wanted = {f"{t}{suffix}".lower() for suffix in ("", "_meta", "_outcomes", "_schedules")}
+    wanted = {f"{t}{suffix}".lower()
+              for suffix in ("", "_meta", "_outcomes", "_schedules", "_flows")}
     if wanted <= tables and any(row[1] == "submitted"
                                 for row in db.execute(f"PRAGMA table_info({t})")):
         return
@@ -247,6 +258,8 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
             "cron TEXT NOT NULL, data BLOB NOT NULL, priority INTEGER NOT NULL, "
             "last_fired REAL NOT NULL)"
         )
+        db.execute(f"CREATE TABLE IF NOT EXISTS {t}_flows (seq INTEGER PRIMARY KEY, "
+                   "function BLOB NOT NULL UNIQUE, setting TEXT NOT NULL)")
 
 
 def _write_outcomes(db: sqlite3.Connection, t: str, batch: Batch) -> None:
@@ -273,3 +286,12 @@ def _write_schedules(db: sqlite3.Connection, t: str, batch: Batch) -> None:
          for s in batch.schedules.values() if s is not None])
     db.executemany(f"DELETE FROM {t}_schedules WHERE skey = ?",
                    [(k,) for k, s in batch.schedules.items() if s is None])
+
+
+def _write_flows(db: sqlite3.Connection, t: str, batch: Batch) -> None:
+    db.executemany(
+        f"INSERT INTO {t}_flows (function, setting) VALUES (?, ?) "
+        "ON CONFLICT(function) DO UPDATE SET setting = excluded.setting",
+        [(name, setting) for name, setting in batch.flows.items() if setting is not None])
+    db.executemany(f"DELETE FROM {t}_flows WHERE function = ?",
+                   [(name,) for name, setting in batch.flows.items() if setting is None])

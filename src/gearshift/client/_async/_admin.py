@@ -29,7 +29,7 @@ from gearshift.client._errors import (
     GearmanTimeout,
     UnknownJob,
 )
-from gearshift.client._models import JobOutcome, Priority, Schedule
+from gearshift.client._models import FunctionLimits, JobOutcome, Priority, Schedule
 from gearshift.client._servers import Address, parse_servers
 from gearshift.client._tls import TlsChoice
 from gearshift.protocol import RES, PacketReader, ProtocolError
@@ -178,6 +178,47 @@ class AsyncAdminClient:
     async def remove_schedule(self, key: str) -> None:
         """Delete a schedule (AdminError ``UNKNOWN_SCHEDULE`` if there is none)."""
         await self.command(f"schedule rm {lines.word('schedule key', key)}")
+
+    # ------------------------------------------------ gearshift: flow control
+
+    async def pause(self, function: str | bytes) -> None:
+        """Hand out none of ``function``'s jobs (they are still accepted and queued)."""
+        await self.command(f"pause {lines.word('function', function)}")
+
+    async def resume(self, function: str | bytes) -> None:
+        """Undo :meth:`pause` (and a concurrency limit of 0)."""
+        await self.command(f"resume {lines.word('function', function)}")
+
+    async def set_limits(self, function: str | bytes, *, concurrency: int | str | None = None,
+                         rate: str | None = None, weight: int | str | None = None) -> None:
+        """Change ``function``'s limits at run time (kept in the store): ``concurrency``
+        (jobs at once, ``"none"`` lifts it), ``rate`` (``"5/s"``, ``"100/m"``,
+        ``"none"``), ``weight``; ``"-"`` goes back to the startup rule. AdminError
+        ``INVALID_ARGUMENTS`` names a bad value."""
+        words = [f"{name}={lines.word(name, str(value))}" for name, value in
+                 (("concurrency", concurrency), ("rate", rate), ("weight", weight))
+                 if value is not None]
+        if not words:
+            raise ValueError("give concurrency, rate or weight")
+        await self.command(" ".join(["limit", lines.word("function", function), *words]))
+
+    async def reset_limits(self, function: str | bytes) -> None:
+        """Drop every run-time change of ``function``: the startup rules apply again."""
+        await self.command(f"limit {lines.word('function', function)} reset")
+
+    async def drain(self, on: bool = True) -> None:
+        """Make the whole server refuse new submissions (``ERROR QUEUE_ERROR``) while it
+        finishes the jobs it has; ``on=False`` accepts them again. Not persisted."""
+        await self.command("drain" if on else "drain off")
+
+    async def draining(self) -> bool:
+        """Whether the server refuses new submissions (:meth:`drain`)."""
+        return await self.command("drain status") == "on"
+
+    async def limits(self) -> list[FunctionLimits]:
+        """Functions with limits, pauses or weights, with their current usage."""
+        return [self._record(FunctionLimits.from_json, raw.decode("utf-8", "replace"))
+                for raw in await self.listing("limits")]
 
     def _record(self, factory: Callable[[Mapping[str, Any]], R], text: str) -> R:
         """One JSON object of a reply; a reply that is not one is the server's fault."""

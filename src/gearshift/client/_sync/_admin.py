@@ -31,7 +31,7 @@ from gearshift.client._errors import (
     GearmanTimeout,
     UnknownJob,
 )
-from gearshift.client._models import JobOutcome, Priority, Schedule
+from gearshift.client._models import FunctionLimits, JobOutcome, Priority, Schedule
 from gearshift.client._servers import Address, parse_servers
 from gearshift.client._tls import TlsChoice
 from gearshift.protocol import RES, PacketReader, ProtocolError
@@ -180,6 +180,47 @@ class AdminClient:
     def remove_schedule(self, key: str) -> None:
         """Delete a schedule (AdminError ``UNKNOWN_SCHEDULE`` if there is none)."""
         self.command(f"schedule rm {lines.word('schedule key', key)}")
+
+    # ------------------------------------------------ gearshift: flow control
+
+    def pause(self, function: str | bytes) -> None:
+        """Hand out none of ``function``'s jobs (they are still accepted and queued)."""
+        self.command(f"pause {lines.word('function', function)}")
+
+    def resume(self, function: str | bytes) -> None:
+        """Undo :meth:`pause` (and a concurrency limit of 0)."""
+        self.command(f"resume {lines.word('function', function)}")
+
+    def set_limits(self, function: str | bytes, *, concurrency: int | str | None = None,
+                         rate: str | None = None, weight: int | str | None = None) -> None:
+        """Change ``function``'s limits at run time (kept in the store): ``concurrency``
+        (jobs at once, ``"none"`` lifts it), ``rate`` (``"5/s"``, ``"100/m"``,
+        ``"none"``), ``weight``; ``"-"`` goes back to the startup rule. AdminError
+        ``INVALID_ARGUMENTS`` names a bad value."""
+        words = [f"{name}={lines.word(name, str(value))}" for name, value in
+                 (("concurrency", concurrency), ("rate", rate), ("weight", weight))
+                 if value is not None]
+        if not words:
+            raise ValueError("give concurrency, rate or weight")
+        self.command(" ".join(["limit", lines.word("function", function), *words]))
+
+    def reset_limits(self, function: str | bytes) -> None:
+        """Drop every run-time change of ``function``: the startup rules apply again."""
+        self.command(f"limit {lines.word('function', function)} reset")
+
+    def drain(self, on: bool = True) -> None:
+        """Make the whole server refuse new submissions (``ERROR QUEUE_ERROR``) while it
+        finishes the jobs it has; ``on=False`` accepts them again. Not persisted."""
+        self.command("drain" if on else "drain off")
+
+    def draining(self) -> bool:
+        """Whether the server refuses new submissions (:meth:`drain`)."""
+        return self.command("drain status") == "on"
+
+    def limits(self) -> list[FunctionLimits]:
+        """Functions with limits, pauses or weights, with their current usage."""
+        return [self._record(FunctionLimits.from_json, raw.decode("utf-8", "replace"))
+                for raw in self.listing("limits")]
 
     def _record(self, factory: Callable[[Mapping[str, Any]], R], text: str) -> R:
         """One JSON object of a reply; a reply that is not one is the server's fault."""
