@@ -405,3 +405,23 @@ def test_admin_flow_settings_are_bounded() -> None:
     assert admin(broker, peer, b"pause one-too-many").startswith(b"ERR QUEUE_ERROR")
     assert admin(broker, peer, b"resume f0") == b"OK\r\n"  # frees a place
     assert admin(broker, peer, b"pause one-too-many") == b"OK\r\n"
+
+
+def test_admin_maxqueue_is_kept_in_the_store_and_restored() -> None:
+    store = RecordingStore()
+    broker = make_broker()
+    broker.store = store
+    console = broker.connect("127.0.0.1", 1)
+    assert admin(broker, console, b"maxqueue f 2") == b"OK\r\n"
+    assert admin(broker, console, b"maxqueue g 1 2 3") == b"OK\r\n"
+    assert store.flows == {b"f": "maxqueue=2,2,2", b"g": "maxqueue=1,2,3"}
+    restarted = make_broker()
+    for name, text in store.flows.items():
+        assert text is not None
+        restarted.restore_flow(name, text)
+    c = restarted.connect()
+    submit(restarted, c, b"f")
+    submit(restarted, c, b"f")
+    restarted.handle(c, P.SUBMIT_JOB, b"f", b"", b"third")
+    assert take(c) == [(P.ERROR, [b"QUEUE_ERROR", b"Job queue is full"])]
+    assert restarted.function(b"g").max_queue == [1, 2, 3]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gearshift import AdminClient, Client, Job, Worker
+from gearshift import AdminClient, Client, Job, ServerError, Worker
 from gearshift.testing import GearshiftServer, wait_until
 
 
@@ -248,3 +248,19 @@ def test_a_libgearman_worker_sees_only_standard_packets_across_a_pause(tmp_path:
                 worker.kill()
                 worker.wait()
     assert sorted(out.read_text().split()) == ["job0", "job1", "job2"]
+
+
+def test_admin_maxqueue_survives_a_restart_on_sqlite() -> None:
+    srv = GearshiftServer(store="sqlite")
+    with srv:
+        with AdminClient(srv.address) as admin:
+            admin.command("maxqueue capped 1")
+        srv.restart()
+        with Client([srv.address], timeout=10) as client:
+            client.submit_background("capped", b"first")
+            with pytest.raises(ServerError) as info:
+                client.submit_background("capped", b"second")
+        assert info.value.code == b"QUEUE_ERROR"
+        with AdminClient(srv.address) as admin:
+            assert [x.admin for x in admin.limits() if x.function == "capped"] == \
+                ["maxqueue=1,1,1"]

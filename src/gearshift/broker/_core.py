@@ -19,6 +19,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Final
 
 from gearshift.broker._config import BrokerConfig, StoreHooks
@@ -273,6 +274,10 @@ class BrokerState:
         """Admin ``maxqueue``: cap ``name`` now, or when it is first seen if it does not
         exist yet (gearmand ignores the latter; a cap set before the first job is the
         one that protects the server)."""
+        override = self.flow_overrides.get(name, FlowSetting())
+        low, normal, high = limits[2], limits[1], limits[0]
+        # Kept with the function's other admin settings, so the store keeps it too.
+        self.set_flow(name, replace(override, max_queue=(high, normal, low)))
         func = self.functions.get(name)
         if func is not None:
             func.max_queue = limits
@@ -460,6 +465,8 @@ class BrokerState:
         """(Re)build ``func``'s flow state from its setting; a bucket keeps its tokens
         while its rate stays the same."""
         setting = self.flow_setting(func.name)
+        if setting.max_queue is not None:
+            func.max_queue = list(setting.max_queue)
         old = func.flow
         if not setting.limited:
             func.flow = None

@@ -117,6 +117,9 @@ class FlowSetting:
     rate: Rate | None = None
     paused: bool = False
     weight: int | None = None
+    #: admin ``maxqueue`` (per priority), kept here so that it is persisted with the
+    #: rest of the function's settings; not a flow limit (see ``limited``)
+    max_queue: tuple[int, int, int] | None = None
 
     @property
     def empty(self) -> bool:
@@ -135,7 +138,8 @@ class FlowSetting:
             base.concurrency if self.concurrency is None else self.concurrency,
             base.rate if self.rate is None else self.rate,
             base.paused or self.paused,
-            base.weight if self.weight is None else self.weight)
+            base.weight if self.weight is None else self.weight,
+            base.max_queue if self.max_queue is None else self.max_queue)
 
     @property
     def text(self) -> str:
@@ -150,6 +154,8 @@ class FlowSetting:
             words.append("paused")
         if self.weight is not None:
             words.append(f"weight={self.weight}")
+        if self.max_queue is not None:
+            words.append("maxqueue=" + ",".join(map(str, self.max_queue)))
         return " ".join(words)
 
     def updated(self, words: list[str]) -> FlowSetting:
@@ -176,6 +182,9 @@ class FlowSetting:
             elif sep and name == "weight":
                 setting = replace(setting, weight=None if value == "-" else
                                   _whole(value, "weight", word, 1))
+            elif sep and name == "maxqueue":
+                setting = replace(setting, max_queue=None if value == "-" else
+                                  _queue_limits(value, word))
             else:
                 raise ValueError(f"{word!r}: expected concurrency=N|none, rate=N/s|none, "
                                  "weight=W, or paused (- to inherit the startup rule)")
@@ -185,6 +194,16 @@ class FlowSetting:
     def parse(cls, text: str) -> FlowSetting:
         """The setting a :attr:`text` describes (stored overrides)."""
         return cls().updated(text.split())
+
+
+def _queue_limits(value: str, word: str) -> tuple[int, int, int]:
+    """``maxqueue=H,N,L`` as stored (one number: all three priorities)."""
+    parts = value.split(",")
+    if len(parts) not in (1, 3):
+        raise ValueError(f"{word!r}: expected maxqueue=N or maxqueue=HIGH,NORMAL,LOW")
+    numbers = [_whole(part, "maxqueue", word, 0) for part in parts]
+    high, normal, low = numbers * 3 if len(numbers) == 1 else numbers
+    return high, normal, low
 
 
 class FlowRules:
