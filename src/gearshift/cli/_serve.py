@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -17,10 +18,10 @@ from gearshift.cli._gearmand_options import (
     add_gearmand_options,
     conninfo_to_url,
     http_port,
-    merge_config_file,
     refuse_unsupported,
     with_query,
 )
+from gearshift.cli._settings import add_config_options, render, resolve
 from gearshift.cli._tls_options import add_serve_tls_options, tls_config_from_args
 from gearshift.server._config import (
     DEFAULT_MAX_CONNECTIONS,
@@ -137,6 +138,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="address of the HTTP listener (repeatable; default: the same "
                            "addresses as the Gearman port)")
     add_gearmand_options(p)
+    add_config_options(p)
     p.set_defaults(func=run_serve, serve_parser=p)
 
 
@@ -249,17 +251,20 @@ def run_serve(args: argparse.Namespace) -> int:
         print(version_text())
         return 0
     try:
-        if args.config_file:
-            args = merge_config_file(args.serve_parser, args, _serve_argv(args))
+        args, sources = resolve(args.serve_parser, args, _serve_argv(args), os.environ)
         refuse_unsupported(args)
         config = config_from_args(args)
     except ConfigError as exc:
         print(f"gearshift: {exc}", file=sys.stderr)
         return 1
+    if args.print_config:
+        sys.stdout.write(render(args.serve_parser, args, sources,
+                                dataclasses.asdict(config) | {"store": config.store}))
+        return 0
     return run(config)
 
 
 def _serve_argv(args: argparse.Namespace) -> list[str]:
-    """The command line's tokens after ``serve`` (re-parsed over a config file's)."""
+    """The command line's tokens after ``serve`` (parsed again to see which were given)."""
     argv: list[str] = list(getattr(args, "cli_argv", None) or sys.argv[1:])
     return argv[argv.index("serve") + 1:] if "serve" in argv else argv
