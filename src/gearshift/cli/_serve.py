@@ -31,6 +31,7 @@ from gearshift.server._config import (
     default_data_dir,
     default_handle_prefix,
 )
+from gearshift.server._logs import LOG_FORMATS
 from gearshift.server._run import VERBOSE_LEVELS
 
 T = TypeVar("T")
@@ -65,6 +66,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--keepalive-count", type=int, default=-1, metavar="N")
     p.add_argument("-l", "--log-file", default="stderr",
                    help="log file path, 'stderr' (default) or 'none'; SIGHUP reopens it")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text", type=str.lower,
+                   help="'text' (default) or 'json': one JSON object per line with time, "
+                        "level, logger, message and the record's extra fields")
     p.add_argument("--verbose", default="ERROR", type=str.upper,
                    choices=list(VERBOSE_LEVELS), help="log level (gearmand names)")
     p.add_argument("-P", "--pid-file", default=None, help="write the server pid here")
@@ -215,6 +219,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         keepalive_interval=args.keepalive_interval,
         keepalive_count=args.keepalive_count,
         log_file=args.log_file,
+        log_format=args.log_format,
         verbose=args.verbose,
         pid_file=args.pid_file,
         daemon=args.daemon,

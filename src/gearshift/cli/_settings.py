@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearshift.cli._gearmand_options import ConfigError, read_config_file
+from gearshift.server._logs import hide_password
 
 #: Options that steer the configuration itself, or exit at once: not settings.
 META_KEYS = frozenset({"help", "version", "config", "print-config", "config-file"})
@@ -254,9 +255,6 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: lis
 
 # ------------------------------------------------------------------ --print-config
 
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
-
-
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -273,7 +271,7 @@ def _shown(key: str, value: Any) -> Any:
     if "password" in key and value:
         return HIDDEN
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\g<1>{HIDDEN}@", value)
+        return hide_password(value)
     return value
 
 
