@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gearshift.cli._submit import add_server_options, servers_from_args
+from gearshift.cli._terminal import print_rich_table, rich_console
 from gearshift.cli._tls_options import client_ssl_from_args
 from gearshift.client import AdminClient, AdminError, GearmanError, JobOutcome
 
@@ -139,6 +140,15 @@ def table(headers: Sequence[str], rows: Sequence[Any]) -> str:
     return "\n".join([line(headers), *(line(r) for r in body)]) + "\n"
 
 
+def show_table(headers: Sequence[str], rows: Sequence[Any]) -> None:
+    """A rich table on a terminal (with the ``cli`` extra), else :func:`table`'s text."""
+    console = rich_console(sys.stdout)
+    if console is None:
+        sys.stdout.write(table(headers, rows))
+    else:
+        print_rich_table(console, headers, [_cells(r) for r in rows])
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [v.to_json() if hasattr(v, "to_json")
@@ -181,8 +191,7 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.write(f"{'OK' if result is None else result}\n")
                 else:
                     row = ROWS.get(dest)
-                    sys.stdout.write(table(headers, result if row is None
-                                           else [row(r) for r in result]))
+                    show_table(headers, result if row is None else [row(r) for r in result])
     except GearmanError as exc:
         sys.stderr.write(f"gearshift admin: {exc}\n")
         return 1

@@ -4,18 +4,19 @@ Options keep ``gearman``'s spellings (``-f -h -p -b -I -L -u -n -N -s -P -v -t``
 differences: ``-h`` may hold a comma-separated server list, and the exit status is
 non-zero when any job fails. Results (WORK_DATA and WORK_COMPLETE payloads) go to stdout
 as they arrive; warnings, exception texts and failures go to stderr. With ``-n`` on a
-terminal, a progress bar is drawn on stderr; piped output stays clean.
+terminal, a progress bar with rate and ETA is drawn on stderr (rich's when the ``cli``
+extra is installed); piped output stays clean.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TextIO
 
+from gearshift.cli._terminal import Bar, make_progress
 from gearshift.cli._tls_options import add_client_tls_options, client_ssl_from_args
 from gearshift.client import (
     Client,
@@ -91,38 +92,11 @@ def read_workloads(args: argparse.Namespace, stdin: TextIO) -> list[bytes]:
     return [item[:-1] for item in items] if args.lines_chop else items
 
 
-class Progress:
-    """A one-line progress bar on a terminal; does nothing when ``stream`` is not a tty."""
-
-    def __init__(self, total: int, stream: TextIO, width: int = 30) -> None:
-        self.total = total
-        self.done = 0
-        self.stream = stream
-        self.width = width
-        self.enabled = total > 1 and stream.isatty()
-        self._last = 0.0
-
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
-            self._last = now
-            filled = self.width * self.done // max(self.total, 1)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] "
-                              f"{self.done}/{self.total}")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 class Printer:
     """Writes job output the way ``gearman`` does; remembers whether anything failed."""
 
     def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO,
-                 progress: Progress) -> None:
+                 progress: Bar) -> None:
         self.args = args
         self.out = out
         self.err = err
@@ -159,6 +133,8 @@ class Printer:
         self._write(self.err, self._prefix(task) + f"Job failed: {task.error}\n".encode())
 
     def _write(self, stream: TextIO, data: bytes) -> None:
+        if self.progress.write(stream, data):
+            return  # printed above rich's bar
         stream.flush()
         stream.buffer.write(data)
         stream.buffer.flush()
@@ -182,7 +158,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
     priority = Priority.HIGH if args.high else Priority.LOW if args.low else Priority.NORMAL
     jobs = [(w, f) for w in read_workloads(args, stdin) for f in args.function]
     timeout = None if args.timeout is None else args.timeout / 1000
-    progress = Progress(len(jobs), err)
+    progress = make_progress(len(jobs), err)
     printer = Printer(args, out, err, progress)
     with Client(servers, exceptions=True, timeout=timeout, ssl=tls) as client:
         try:
