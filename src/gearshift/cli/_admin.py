@@ -152,9 +152,18 @@ def show_table(headers: Sequence[str], rows: Sequence[Any]) -> None:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [v.to_json() if hasattr(v, "to_json")
-                else dataclasses.asdict(v) if dataclasses.is_dataclass(v)
+                else _record(v) if dataclasses.is_dataclass(v)
                 and not isinstance(v, type) else v for v in value]
     return "OK" if value is None else value
+
+
+def _record(value: Any) -> dict[str, Any]:
+    """A listing row as JSON. The text protocol prints ``-`` for a connection that set
+    no client id; JSON says null instead, so scripts need not know that convention."""
+    record: dict[str, Any] = dataclasses.asdict(value)
+    if record.get("client_id") == "-":
+        record["client_id"] = None
+    return record
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from gearshift.client import (
     Client,
     EventKind,
     GearmanError,
+    GearmanTimeout,
     JobEvent,
     JobException,
     Priority,
@@ -146,6 +147,20 @@ def _windows(items: Sequence[tuple[bytes, str]], size: int) -> Iterator[Sequence
         yield items[start : start + size]
 
 
+def _explain(exc: GearmanError, tasks: Sequence[Task], timeout_ms: int | None) -> str:
+    """The error, or for a timeout after the server accepted jobs, what it really means:
+    no worker answered in time (the server was fine)."""
+    waiting = [t for t in tasks if t.handle is not None and not t.done]
+    if not isinstance(exc, GearmanTimeout) or not waiting:
+        return str(exc)
+    functions = sorted({t.function.decode(errors="replace") for t in waiting})
+    first = waiting[0].handle or b""
+    return (f"the server accepted {len(waiting)} job(s) ({first.decode(errors='replace')}"
+            f"{', ...' if len(waiting) > 1 else ''}) but no result came within "
+            f"{timeout_ms} ms: no worker took them in time, or they are still running "
+            f"(workers for {', '.join(map(repr, functions))}: gearshift admin --status)")
+
+
 def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None,
         err: TextIO | None = None) -> int:
     stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
@@ -161,6 +176,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
     progress = make_progress(len(jobs), err)
     printer = Printer(args, out, err, progress)
     with Client(servers, exceptions=True, timeout=timeout, ssl=tls) as client:
+        tasks = client.task_set()
         try:
             for window in _windows(jobs, WINDOW):
                 tasks = client.task_set()
@@ -172,7 +188,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
         except GearmanError as exc:
             printer.silent = True  # closing the client fails the abandoned tasks; say it once
             progress.close()
-            err.write(f"gearshift submit: {exc}\n")
+            err.write(f"gearshift submit: {_explain(exc, tasks.tasks, args.timeout)}\n")
             return 1
     progress.close()
     return 1 if printer.failed else 0
