@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -55,6 +56,7 @@ async def _run(args: argparse.Namespace) -> int:
         from gearshift.server import default_data_dir
 
         data_dir = default_data_dir()
+    os.makedirs(data_dir, exist_ok=True)  # as serve does: the data dir may not exist yet
     store = open_store(args.target, data_dir=data_dir)
     await store.open()
     try:
