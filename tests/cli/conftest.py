@@ -40,9 +40,15 @@ def spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-#: A directory whose ``rich`` package fails to import: what a user without the ``cli``
-#: extra has (put first on PYTHONPATH).
-NO_RICH = os.path.join(os.path.dirname(__file__), "no_rich")
+#: A directory whose ``rich`` and ``asyncpg`` fail to import: what a user without the
+#: ``cli`` or ``postgres`` extra has (put first on PYTHONPATH).
+MISSING_PACKAGES = os.path.join(os.path.dirname(__file__), "missing_packages")
+
+
+def without_extras(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with MISSING_PACKAGES first on PYTHONPATH."""
+    path = os.pathsep.join(filter(None, [MISSING_PACKAGES, env.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path}
 
 
 def on_terminal(args: Sequence[str], stdin: bytes = b"", tty: str = "stdout",
@@ -55,7 +61,7 @@ def on_terminal(args: Sequence[str], stdin: bytes = b"", tty: str = "stdout",
     os.set_blocking(master, True)
     env = {**os.environ, "COLUMNS": "100", "LINES": "40", "TERM": "xterm"}
     if without_rich:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [NO_RICH, env.get("PYTHONPATH")]))
+        env = without_extras(env)
     drawn: list[bytes] = []
 
     def read() -> None:

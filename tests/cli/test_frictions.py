@@ -11,10 +11,11 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from gearshift.testing import GearshiftServer, ServerProcess, free_port
 
-from .conftest import gearshift
+from .conftest import gearshift, without_extras
 
 
 def _hp(host: str, port: int) -> list[str]:
@@ -95,3 +96,48 @@ def test_admin_json_client_id_is_null_when_none_was_set(server: ServerProcess) -
     assert "-" not in ids
     # the table keeps gearadmin's "-" (people read it; scripts use --json)
     assert any(line.split()[2] == "-" for line in text.stdout.decode().splitlines()[1:])
+
+
+def test_startup_error_is_printed_once(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = gearshift(["serve", "-L", "127.0.0.1", "-p", str(taken.getsockname()[1]),
+                            "--store", "memory", "--data-dir", str(tmp_path)])
+    assert result.returncode == 1
+    assert result.stderr.count(b"address already in use") == 1, result.stderr
+    # with the log elsewhere, stderr still gets the reason (once)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        logged = gearshift(["serve", "-L", "127.0.0.1", "-p", str(taken.getsockname()[1]),
+                            "--store", "memory", "-l", str(tmp_path / "log")])
+    assert logged.stderr.count(b"address already in use") == 1, logged.stderr
+    assert b"address already in use" in (tmp_path / "log").read_bytes()
+
+
+def test_missing_store_driver_names_the_extra(tmp_path: Path) -> None:
+    result = gearshift(["serve", "-L", "127.0.0.1", "-p", str(free_port()), "--store",
+                        "postgresql://u@127.0.0.1/x", "--data-dir", str(tmp_path)],
+                       env=without_extras(dict(os.environ)))
+    assert result.returncode == 1
+    assert b"the postgresql:// store needs asyncpg (pip install 'gearshift[postgres]')" in \
+        result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_drop_function_refusal_says_what_is_left() -> None:
+    # gearshift only: gearmand drops the function and its queued jobs with it.
+    with GearshiftServer() as server:
+        hp = _hp(server.host, server.port)
+        queued = gearshift(["submit", *hp, "-b", "-f", "friction_drop", "x"])
+        assert queued.returncode == 0, queued.stderr
+        result = gearshift(["admin", *hp, "--drop-function", "friction_drop"])
+        unknown = gearshift(["admin", *hp, "--drop-function", "friction_never"])
+    assert result.returncode == 1
+    said = result.stderr.decode()
+    assert said.startswith("Error: there are still connected workers"), said
+    assert "(friction_drop: 1 job(s) queued or running, 0 worker(s); it can be dropped " \
+        "once both are 0)" in said
+    assert unknown.returncode == 1
+    assert b"'friction_never' is not a known function" in unknown.stderr

@@ -134,7 +134,8 @@ def test_passwords_are_not_printed(tmp_path: Path) -> None:
     result = _print_config(env={"GEARSHIFT_STORE": "postgresql://gear:s3cret@db/jobs",
                                 "GEARSHIFT_REDIS_PASSWORD": "s3cret"})
     assert b"s3cret" not in result.stdout
-    assert 'store = "postgresql://gear:********@db/jobs"' in result.stdout.decode()
+    assert 'store = "postgresql://gear:***@db/jobs"' in result.stdout.decode()
+    assert 'redis-password = "***"' in result.stdout.decode()
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -149,6 +149,20 @@ def show_table(headers: Sequence[str], rows: Sequence[Any]) -> None:
         print_rich_table(console, headers, [_cells(r) for r in rows])
 
 
+def _why_not_dropped(admin: AdminClient, function: str) -> str:
+    """What keeps ``function`` from being dropped. The server's ERR text is gearmand's
+    ("there are still connected workers or executing clients") whatever the cause, and
+    the usual cause is queued jobs, so say which counts are not 0."""
+    try:
+        row = next((s for s in admin.status() if s.function == function), None)
+    except GearmanError:
+        return ""
+    if row is None:
+        return f" ({function!r} is not a known function)"
+    return (f" ({function}: {row.total} job(s) queued or running, {row.workers} worker(s); "
+            "it can be dropped once both are 0)")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [v.to_json() if hasattr(v, "to_json")
@@ -191,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
                     status = 1
                     results[dest] = {"error": exc.code, "text": exc.text}
                     if not args.json:
-                        sys.stderr.write(f"Error: {exc}\n")
+                        hint = _why_not_dropped(admin, args.drop_function) \
+                            if dest == "drop_function" else ""
+                        sys.stderr.write(f"Error: {exc}{hint}\n")
                     continue
                 results[dest] = _jsonable(result)
                 if args.json:

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from gearshift.store import StoreError, open_store, redact
+from gearshift.store._open import DRIVERS
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_run(args))
     except (StoreError, ValueError, OSError) as exc:
         print(f"gearshift import: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # a gearmand queue's driver (read_gearmand_queue)
+        extras = dict(DRIVERS.values())
+        hint = f" (pip install 'gearshift[{extras[exc.name]}]')" if exc.name in extras else ""
+        print(f"gearshift import: {exc}{hint}", file=sys.stderr)
         return 1
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearshift.cli._gearmand_options import ConfigError, read_config_file
-from gearshift.server._logs import hide_password
+from gearshift.store._open import redact
 
 #: Options that steer the configuration itself, or exit at once: not settings.
 META_KEYS = frozenset({"help", "version", "config", "print-config", "config-file"})
@@ -37,7 +37,7 @@ CONFIG_ENV = "GEARSHIFT_CONFIG"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 #: Shown instead of secrets by --print-config.
-HIDDEN = "********"
+HIDDEN = "***"  # as store URLs are redacted in logs
 
 _UNSET: Any = object()
 
@@ -271,7 +271,7 @@ def _shown(key: str, value: Any) -> Any:
     if "password" in key and value:
         return HIDDEN
     if isinstance(value, str):
-        return hide_password(value)
+        return redact(value)
     return value
 
 

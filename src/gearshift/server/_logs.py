@@ -15,12 +15,12 @@ import json
 import logging
 import logging.handlers
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
 
 from gearshift.server._config import StartupError
+from gearshift.store._open import redact
 
 #: Where syslog listens on Linux (and the BSDs); without it, UDP to localhost:514.
 SYSLOG_SOCKET = "/dev/log"
@@ -103,19 +103,11 @@ class ReopenableLog:
 #: always says once what it is and where it listens; silenced only at CRITICAL.
 banner_log = logging.getLogger("gearshift.startup")
 
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
-
-
-def hide_password(url: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:********@host``."""
-    return _URL_PASSWORD.sub(r"\g<1>********@", url)
-
-
 def log_banner(version: str, build: str, addresses: Sequence[str], store: str,
                data_dir: str, level: int) -> None:
     """``gearshift 0.1.0 (mypyc) listening on 127.0.0.1:4730, [::1]:4730; store ...``."""
     banner_log.setLevel(logging.INFO if level < logging.CRITICAL else logging.CRITICAL)
     banner_log.info("gearshift %s (%s) listening on %s; store %s; data dir %s", version,
-                    build, ", ".join(addresses), hide_password(store), data_dir,
+                    build, ", ".join(addresses), redact(store), data_dir,
                     extra={"version": version, "build": build, "listen": list(addresses),
-                           "store": hide_password(store), "data_dir": data_dir})
+                           "store": redact(store), "data_dir": data_dir})

@@ -128,7 +128,8 @@ def run(config: ServerConfig) -> int:
     except StartupError as exc:
         print(f"gearshift: {exc}", file=sys.stderr)
         return 1
-    readiness = Readiness()
+    # Startup failures are logged at CRITICAL; when that log is stderr, do not say it twice.
+    readiness = Readiness(echo=config.log_file != "stderr")
     if config.daemon:
         detached = daemonize(log_to_stderr=config.log_file == "stderr")
         if isinstance(detached, int):
