@@ -158,7 +158,7 @@ def _why_not_dropped(admin: AdminClient, function: str) -> str:
     except GearmanError:
         return ""
     if row is None:
-        return f" ({function!r} is not a known function)"
+        return ""  # the server said so already ("function not found")
     return (f" ({function}: {row.total} job(s) queued or running, {row.workers} worker(s); "
             "it can be dropped once both are 0)")
 
