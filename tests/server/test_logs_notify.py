@@ -201,3 +201,13 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if "gearshift.service" in line]
     assert not problems, result.stdout + result.stderr
+
+
+def test_log_file_moved_away_is_reopened_without_sighup(tmp_path: Path) -> None:
+    log = tmp_path / "gearshift.log"
+    with GearshiftServer(extra_args=["-l", str(log), "--verbose", "WARNING"]) as server:
+        assert "gearshift.startup" in log.read_text()
+        log.rename(tmp_path / "gearshift.log.1")  # logrotate without postrotate
+        server.stop()  # logs "SIGTERM received" at WARNING
+    assert "SIGTERM received" in log.read_text()
+    assert "SIGTERM" not in (tmp_path / "gearshift.log.1").read_text()

@@ -56,7 +56,8 @@ def make_formatter(log_format: str) -> logging.Formatter:
 
 
 class ReopenableLog:
-    """A log destination that SIGHUP can reopen (for logrotate), as gearmand's does.
+    """A log destination that SIGHUP reopens (for logrotate), as gearmand's does; a log
+    file is also reopened when it was moved or deleted (logging's WatchedFileHandler).
 
     With ``syslog`` the records also go to the system logger, like gearmand --syslog
     (which writes both); that handler is opened once, since syslog needs no rotation.
@@ -93,7 +94,9 @@ class ReopenableLog:
         elif self.target == "stderr":
             handler = logging.StreamHandler(sys.stderr)
         else:
-            handler = logging.FileHandler(self.target)
+            # Reopens by itself when logrotate moved the file away (a stat per record, on
+            # the log path only); SIGHUP still reopens at once, as with gearmand.
+            handler = logging.handlers.WatchedFileHandler(self.target)
         handler.setFormatter(make_formatter(self.log_format))
         self.root.addHandler(handler)
         self.handler = handler
