@@ -11,6 +11,7 @@ python-json-logger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -55,6 +56,24 @@ def make_formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+class WatchedFile(logging.handlers.WatchedFileHandler):
+    """WatchedFileHandler that never raises out of a log call.
+
+    The stdlib handler stats the path before each record and lets the error escape when
+    the stat fails for another reason than a missing file -- e.g. after ``--user`` the
+    server may no longer reach the log's directory, though the file it opened as root is
+    still writable. Then the open file is kept, as a plain FileHandler would.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(OSError):  # cannot check the path: keep the open file
+            self.reopenIfNeeded()
+        try:
+            logging.FileHandler.emit(self, record)
+        except OSError:
+            self.handleError(record)
+
+
 class ReopenableLog:
     """A log destination that SIGHUP reopens (for logrotate), as gearmand's does; a log
     file is also reopened when it was moved or deleted (logging's WatchedFileHandler).
@@ -96,7 +115,7 @@ class ReopenableLog:
         else:
             # Reopens by itself when logrotate moved the file away (a stat per record, on
             # the log path only); SIGHUP still reopens at once, as with gearmand.
-            handler = logging.handlers.WatchedFileHandler(self.target)
+            handler = WatchedFile(self.target)
         handler.setFormatter(make_formatter(self.log_format))
         self.root.addHandler(handler)
         self.handler = handler
