@@ -15,7 +15,9 @@ log "apt packages"
 # libpq5: psycopg (extra 'test') parses --libpq-conninfo with libpq's own parser.
 # openssl: the TLS tests' certificates; prometheus: its promtool checks /metrics;
 # chromium + chromium-driver: the dashboard's browser test (tests/web).
-APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5 openssl prometheus chromium chromium-driver"
+# systemd: systemd-analyze verify checks packaging/systemd/gearshift.service (no systemd
+# needs to run; tests/server/test_logs_notify.py).
+APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5 openssl prometheus chromium chromium-driver systemd"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

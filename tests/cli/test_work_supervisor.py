@@ -149,7 +149,7 @@ def test_supervision_flags_are_checked(gearshift: ServerProcess) -> None:
 
 def test_reload_on_change_and_status_file(gearshift: ServerProcess, tmp_path: Path) -> None:
     watched = tmp_path / "job.sh"
-    watched.write_text("sleep 1; echo v1\n")
+    watched.write_text("sleep 3; echo v1\n")  # long enough to be seen in the status file
     status = tmp_path / "status.json"
     proc = work(gearshift, "sup_watch", "sh", str(watched),
                 extra=("--reload-on-change", str(tmp_path), "--status-file", str(status)))

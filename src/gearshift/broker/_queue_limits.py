@@ -21,6 +21,11 @@ class QueueLimit:
     pattern: str
     limits: tuple[int, int, int]
 
+    @property
+    def spec(self) -> str:
+        """The cap as it would be written on the command line."""
+        return f"{self.pattern}={','.join(map(str, self.limits))}"
+
 
 def parse_max_queue(spec: str) -> QueueLimit:
     """``resize=100`` or ``resize=10,100,1000`` -> QueueLimit; the pattern may be a glob.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,12 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer a shell's tab completion request (argcomplete, in the ``cli`` extra) and
+    exit; returns at once on an ordinary run or without argcomplete. Enable with
+    ``eval "$(register-python-argcomplete gearshift)"`` (docs/client.md)."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def version_text() -> str:
     return f"gearshift {__version__} ({build_name()} dispatch)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _complete(parser)
+    args = parser.parse_args(argv)
     # Kept for `serve --config-file`, which parses the command line again over the file.
     args.cli_argv = list(sys.argv[1:] if argv is None else argv)
     status: int = args.func(args)

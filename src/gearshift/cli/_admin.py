@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gearshift.cli._submit import add_server_options, servers_from_args
+from gearshift.cli._terminal import print_rich_table, rich_console
 from gearshift.cli._tls_options import client_ssl_from_args
 from gearshift.client import AdminClient, AdminError, FunctionLimits, GearmanError, JobOutcome
 
@@ -162,12 +163,44 @@ def table(headers: Sequence[str], rows: Sequence[Any]) -> str:
     return "\n".join([line(headers), *(line(r) for r in body)]) + "\n"
 
 
+def show_table(headers: Sequence[str], rows: Sequence[Any]) -> None:
+    """A rich table on a terminal (with the ``cli`` extra), else :func:`table`'s text."""
+    console = rich_console(sys.stdout)
+    if console is None:
+        sys.stdout.write(table(headers, rows))
+    else:
+        print_rich_table(console, headers, [_cells(r) for r in rows])
+
+
+def _why_not_dropped(admin: AdminClient, function: str) -> str:
+    """What keeps ``function`` from being dropped. The server's ERR text is gearmand's
+    ("there are still connected workers or executing clients") whatever the cause, and
+    the usual cause is queued jobs, so say which counts are not 0."""
+    try:
+        row = next((s for s in admin.status() if s.function == function), None)
+    except GearmanError:
+        return ""
+    if row is None:
+        return ""  # the server said so already ("function not found")
+    return (f" ({function}: {row.total} job(s) queued or running, {row.workers} worker(s); "
+            "it can be dropped once both are 0)")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [v.to_json() if hasattr(v, "to_json")
-                else dataclasses.asdict(v) if dataclasses.is_dataclass(v)
+                else _record(v) if dataclasses.is_dataclass(v)
                 and not isinstance(v, type) else v for v in value]
     return "OK" if value is None else value
+
+
+def _record(value: Any) -> dict[str, Any]:
+    """A listing row as JSON. The text protocol prints ``-`` for a connection that set
+    no client id; JSON says null instead, so scripts need not know that convention."""
+    record: dict[str, Any] = dataclasses.asdict(value)
+    if record.get("client_id") == "-":
+        record["client_id"] = None
+    return record
 
 
 def run(args: argparse.Namespace) -> int:
@@ -195,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
                     status = 1
                     results[dest] = {"error": exc.code, "text": exc.text}
                     if not args.json:
-                        sys.stderr.write(f"Error: {exc}\n")
+                        hint = _why_not_dropped(admin, args.drop_function) \
+                            if dest == "drop_function" else ""
+                        sys.stderr.write(f"Error: {exc}{hint}\n")
                     continue
                 results[dest] = _jsonable(result)
                 if args.json:
@@ -204,8 +239,7 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.write(f"{'OK' if result is None else result}\n")
                 else:
                     row = ROWS.get(dest)
-                    sys.stdout.write(table(headers, result if row is None
-                                           else [row(r) for r in result]))
+                    show_table(headers, result if row is None else [row(r) for r in result])
     except GearmanError as exc:
         sys.stderr.write(f"gearshift admin: {exc}\n")
         return 1

@@ -136,12 +136,14 @@ def conninfo_to_url(conninfo: str) -> str:
 
 
 def read_config_file(parser: argparse.ArgumentParser, path: str,
-                     namespace: argparse.Namespace) -> argparse.Namespace:
-    """Parse gearmand's config file format into ``namespace`` (defaults already set).
+                     namespace: argparse.Namespace,
+                     where: dict[str, str] | None = None) -> argparse.Namespace:
+    """Parse gearmand's config file format into ``namespace``.
 
     One option per line: ``--port=4730``, ``port=4730``, ``-p 4730`` or a bare flag
     (``daemon``); ``#`` starts a comment; shell-style quoting works. Raises ConfigError
     naming FILE:LINE for an unreadable file, an unknown option or a bad value.
+    ``where`` (when given) gets ``FILE:LINE`` for each destination a line set.
     """
     try:
         with open(path, encoding="utf-8") as fh:
@@ -161,41 +163,19 @@ def read_config_file(parser: argparse.ArgumentParser, path: str,
             if not tokens[0].startswith("-"):
                 tokens[0] = "--" + tokens[0]
             option = tokens[0].split("=", 1)[0]
-            if option in ("--config-file", "-h", "--help"):
+            if option in ("--config-file", "--config", "--print-config", "-h", "--help"):
                 raise ConfigError(f"{path}:{lineno}: {option} is not allowed in a config file")
+            before = dict(vars(namespace))
             try:
                 namespace, extra = parser.parse_known_args(tokens, namespace)
             except argparse.ArgumentError as exc:
                 raise ConfigError(f"{path}:{lineno}: {exc}") from None
             if extra:
                 raise ConfigError(f"{path}:{lineno}: unknown option {extra[0]!r}")
+            if where is not None:
+                where.update({dest: f"{path}:{lineno}" for dest, value in vars(namespace).items()
+                              if before.get(dest) is not value})
     finally:
         parser.exit_on_error = saved
     return namespace
 
-
-def merge_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                      argv: list[str]) -> argparse.Namespace:
-    """Options from ``args.config_file`` under those of the command line ``argv``.
-
-    The file is read first; the command line is parsed again on top of it, so a
-    command-line option replaces the file's (gearmand's rule). Repeatable options
-    (``--listen``, ``--retry``...) are replaced as a whole, not added to.
-    """
-    from_file = read_config_file(parser, args.config_file, _defaults(parser))
-    merged = parser.parse_args(argv, argparse.Namespace(**vars(from_file)))
-    for action in parser._actions:
-        if isinstance(action, argparse._AppendAction) and getattr(args, action.dest):
-            setattr(merged, action.dest, getattr(args, action.dest))
-    return merged
-
-
-def _defaults(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    namespace = argparse.Namespace()
-    for action in parser._actions:
-        if action.dest is not argparse.SUPPRESS and action.default is not argparse.SUPPRESS:
-            value = action.default
-            if isinstance(value, list):
-                value = list(value)
-            setattr(namespace, action.dest, value)
-    return namespace

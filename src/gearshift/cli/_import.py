@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
 from gearshift.store import StoreError, open_store, redact
+from gearshift.store._open import DRIVERS
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     except (StoreError, ValueError, OSError) as exc:
         print(f"gearshift import: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # a gearmand queue's driver (read_gearmand_queue)
+        extras = dict(DRIVERS.values())
+        hint = f" (pip install 'gearshift[{extras[exc.name]}]')" if exc.name in extras else ""
+        print(f"gearshift import: {exc}{hint}", file=sys.stderr)
+        return 1
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -55,6 +62,7 @@ async def _run(args: argparse.Namespace) -> int:
         from gearshift.server import default_data_dir
 
         data_dir = default_data_dir()
+    os.makedirs(data_dir, exist_ok=True)  # as serve does: the data dir may not exist yet
     store = open_store(args.target, data_dir=data_dir)
     await store.open()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from gearshift._units import parse_duration, parse_size
-from gearshift.broker._access import LOOPBACK, parse_admin_from
+from gearshift.broker._access import parse_admin_from
 from gearshift.broker._acl import Acl, parse_acl
 from gearshift.broker._flow import parse_concurrency, parse_rate, parse_weight
 from gearshift.broker._queue_limits import parse_max_queue
@@ -20,10 +21,10 @@ from gearshift.cli._gearmand_options import (
     add_gearmand_options,
     conninfo_to_url,
     http_port,
-    merge_config_file,
     refuse_unsupported,
     with_query,
 )
+from gearshift.cli._settings import add_config_options, render, resolve
 from gearshift.cli._tls_options import add_serve_tls_options, tls_config_from_args
 from gearshift.server._config import (
     DEFAULT_MAX_CONNECTIONS,
@@ -35,6 +36,7 @@ from gearshift.server._config import (
     default_data_dir,
     default_handle_prefix,
 )
+from gearshift.server._logs import LOG_FORMATS
 from gearshift.server._run import VERBOSE_LEVELS
 
 T = TypeVar("T")
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="identities (TLS certificate subjects) and what each may submit, "
                         "work on and administer (TOML; see docs/operations.md); without "
                         "it everyone may do everything")
-    p.add_argument("--admin-from", type=_arg(parse_admin_from), default=LOOPBACK,
+    p.add_argument("--admin-from", type=_arg(checked_admin_from), default="127.0.0.0/8,::1",
                    metavar="NETWORKS",
                    help="addresses allowed to use admin commands that change state "
                         "(cancel, maxqueue, create/drop function, shutdown, dead letters, "
@@ -84,6 +86,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--keepalive-count", type=int, default=-1, metavar="N")
     p.add_argument("-l", "--log-file", default="stderr",
                    help="log file path, 'stderr' (default) or 'none'; SIGHUP reopens it")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text", type=str.lower,
+                   help="'text' (default) or 'json': one JSON object per line with time, "
+                        "level, logger, message and the record's extra fields")
     p.add_argument("--verbose", default="ERROR", type=str.upper,
                    choices=list(VERBOSE_LEVELS), help="log level (gearmand names)")
     p.add_argument("-P", "--pid-file", default=None, help="write the server pid here")
@@ -190,7 +195,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="address of the HTTP listener (repeatable; default: the same "
                            "addresses as the Gearman port)")
     add_gearmand_options(p)
+    add_config_options(p)
     p.set_defaults(func=run_serve, serve_parser=p)
+
+
+def checked_admin_from(text: str) -> str:
+    """``--admin-from`` checked now (a bad network stops startup naming it), kept as
+    text: --print-config shows it as it was written."""
+    parse_admin_from(text)
+    return text
 
 
 def load_acl(path: str) -> Acl:
@@ -270,7 +283,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         kwargs["max_packet_size"] = args.max_packet_size
     return ServerConfig(
         listen=tuple(args.listen) or DEFAULT_LISTEN,
-        admin_from=args.admin_from,
+        admin_from=parse_admin_from(args.admin_from),
         port=port,
         backlog=args.backlog,
         job_retries=args.job_retries,
@@ -283,6 +296,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         keepalive_interval=args.keepalive_interval,
         keepalive_count=args.keepalive_count,
         log_file=args.log_file,
+        log_format=args.log_format,
         verbose=args.verbose,
         pid_file=args.pid_file,
         daemon=args.daemon,
@@ -327,17 +341,20 @@ def run_serve(args: argparse.Namespace) -> int:
         print(version_text())
         return 0
     try:
-        if args.config_file:
-            args = merge_config_file(args.serve_parser, args, _serve_argv(args))
+        args, sources = resolve(args.serve_parser, args, _serve_argv(args), os.environ)
         refuse_unsupported(args)
         config = config_from_args(args)
     except ConfigError as exc:
         print(f"gearshift: {exc}", file=sys.stderr)
         return 1
+    if args.print_config:
+        sys.stdout.write(render(args.serve_parser, args, sources,
+                                dataclasses.asdict(config) | {"store": config.store}))
+        return 0
     return run(config)
 
 
 def _serve_argv(args: argparse.Namespace) -> list[str]:
-    """The command line's tokens after ``serve`` (re-parsed over a config file's)."""
+    """The command line's tokens after ``serve`` (parsed again to see which were given)."""
     argv: list[str] = list(getattr(args, "cli_argv", None) or sys.argv[1:])
     return argv[argv.index("serve") + 1:] if "serve" in argv else argv

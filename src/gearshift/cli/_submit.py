@@ -4,23 +4,25 @@ Options keep ``gearman``'s spellings (``-f -h -p -b -I -L -u -n -N -s -P -v -t``
 differences: ``-h`` may hold a comma-separated server list, and the exit status is
 non-zero when any job fails. Results (WORK_DATA and WORK_COMPLETE payloads) go to stdout
 as they arrive; warnings, exception texts and failures go to stderr. With ``-n`` on a
-terminal, a progress bar is drawn on stderr; piped output stays clean.
+terminal, a progress bar with rate and ETA is drawn on stderr (rich's when the ``cli``
+extra is installed); piped output stays clean.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TextIO
 
+from gearshift.cli._terminal import Bar, make_progress
 from gearshift.cli._tls_options import add_client_tls_options, client_ssl_from_args
 from gearshift.client import (
     Client,
     EventKind,
     GearmanError,
+    GearmanTimeout,
     JobEvent,
     JobException,
     Priority,
@@ -91,38 +93,11 @@ def read_workloads(args: argparse.Namespace, stdin: TextIO) -> list[bytes]:
     return [item[:-1] for item in items] if args.lines_chop else items
 
 
-class Progress:
-    """A one-line progress bar on a terminal; does nothing when ``stream`` is not a tty."""
-
-    def __init__(self, total: int, stream: TextIO, width: int = 30) -> None:
-        self.total = total
-        self.done = 0
-        self.stream = stream
-        self.width = width
-        self.enabled = total > 1 and stream.isatty()
-        self._last = 0.0
-
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
-            self._last = now
-            filled = self.width * self.done // max(self.total, 1)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] "
-                              f"{self.done}/{self.total}")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 class Printer:
     """Writes job output the way ``gearman`` does; remembers whether anything failed."""
 
     def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO,
-                 progress: Progress) -> None:
+                 progress: Bar) -> None:
         self.args = args
         self.out = out
         self.err = err
@@ -159,6 +134,8 @@ class Printer:
         self._write(self.err, self._prefix(task) + f"Job failed: {task.error}\n".encode())
 
     def _write(self, stream: TextIO, data: bytes) -> None:
+        if self.progress.write(stream, data):
+            return  # printed above rich's bar
         stream.flush()
         stream.buffer.write(data)
         stream.buffer.flush()
@@ -168,6 +145,20 @@ def _windows(items: Sequence[tuple[bytes, str]], size: int) -> Iterator[Sequence
                                                                                         str]]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _explain(exc: GearmanError, tasks: Sequence[Task], timeout_ms: int | None) -> str:
+    """The error, or for a timeout after the server accepted jobs, what it really means:
+    no worker answered in time (the server was fine)."""
+    waiting = [t for t in tasks if t.handle is not None and not t.done]
+    if not isinstance(exc, GearmanTimeout) or not waiting:
+        return str(exc)
+    functions = sorted({t.function.decode(errors="replace") for t in waiting})
+    first = waiting[0].handle or b""
+    return (f"the server accepted {len(waiting)} job(s) ({first.decode(errors='replace')}"
+            f"{', ...' if len(waiting) > 1 else ''}) but no result came within "
+            f"{timeout_ms} ms: no worker took them in time, or they are still running "
+            f"(workers for {', '.join(map(repr, functions))}: gearshift admin --status)")
 
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None,
@@ -182,9 +173,10 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
     priority = Priority.HIGH if args.high else Priority.LOW if args.low else Priority.NORMAL
     jobs = [(w, f) for w in read_workloads(args, stdin) for f in args.function]
     timeout = None if args.timeout is None else args.timeout / 1000
-    progress = Progress(len(jobs), err)
+    progress = make_progress(len(jobs), err)
     printer = Printer(args, out, err, progress)
     with Client(servers, exceptions=True, timeout=timeout, ssl=tls) as client:
+        tasks = client.task_set()
         try:
             for window in _windows(jobs, WINDOW):
                 tasks = client.task_set()
@@ -196,7 +188,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
         except GearmanError as exc:
             printer.silent = True  # closing the client fails the abandoned tasks; say it once
             progress.close()
-            err.write(f"gearshift submit: {exc}\n")
+            err.write(f"gearshift submit: {_explain(exc, tasks.tasks, args.timeout)}\n")
             return 1
     progress.close()
     return 1 if printer.failed else 0

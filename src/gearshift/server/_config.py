@@ -64,6 +64,7 @@ class ServerConfig:
 
     Attributes:
         listen: addresses to bind; empty = every IPv4 and IPv6 address.
+        log_format: "text" (people) or "json" (one object per line; server/_logs.py).
         daemon / user / syslog / file_descriptors / coredump: gearmand's process options
             (``-d``, ``-u``, ``--syslog``, ``-f``, ``--coredump``; see server/_daemon.py).
         store: "memory" or a store URL (``sqlite``, ``sqlite:///path``, ``postgresql://``...).
@@ -105,6 +106,7 @@ class ServerConfig:
     keepalive_interval: int = -1
     keepalive_count: int = -1
     log_file: str = "stderr"
+    log_format: str = "text"
     verbose: str = "ERROR"
     pid_file: str | None = None
     daemon: bool = False

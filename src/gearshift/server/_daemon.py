@@ -83,14 +83,16 @@ class Readiness:
     """How the server says "listening" or "failed": to the waiting parent when detached,
     else nothing (success) and stderr (failure)."""
 
-    def __init__(self, fd: int | None = None) -> None:
+    def __init__(self, fd: int | None = None, echo: bool = True) -> None:
         self.fd = fd
+        #: print a failure on stderr; False when the log already goes there (once is enough)
+        self.echo = echo
 
     def ready(self) -> None:
         self._send(_READY)
 
     def failed(self, message: str) -> None:
-        if self.fd is None:
+        if self.fd is None and self.echo:
             print(f"gearshift: {message}", file=sys.stderr)
         self._send(message.encode("utf-8", "replace") + b"\n")
 

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import gc
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -22,6 +21,8 @@ from gearshift.server._daemon import (
     lookup_user,
     set_limits,
 )
+from gearshift.server._logs import ReopenableLog, log_banner
+from gearshift.server._notify import Notifier
 from gearshift.server._server import (
     Server,
     loop_factory,
@@ -45,57 +46,11 @@ VERBOSE_LEVELS = {
 }
 
 
-#: Where syslog listens on Linux (and the BSDs); without it, UDP to localhost:514.
-SYSLOG_SOCKET = "/dev/log"
-
-
-class ReopenableLog:
-    """A log destination that SIGHUP can reopen (for logrotate), as gearmand's does.
-
-    With ``syslog`` the records also go to the system logger, like gearmand --syslog
-    (which writes both); that handler is opened once, since syslog needs no rotation.
-    Raises StartupError when the log file cannot be opened.
-    """
-
-    def __init__(self, target: str, level: int, syslog: bool = False) -> None:
-        self.target = target
-        self.handler: logging.Handler | None = None
-        self.root = logging.getLogger("gearshift")
-        self.root.setLevel(level)
-        self.root.propagate = False
-        try:
-            self.open()
-        except OSError as exc:
-            raise StartupError(f"cannot open the log file {target}: {exc}") from None
-        if syslog:
-            address: str | tuple[str, int] = (
-                SYSLOG_SOCKET if os.path.exists(SYSLOG_SOCKET) else ("localhost", 514))
-            handler = logging.handlers.SysLogHandler(
-                address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
-            handler.setFormatter(logging.Formatter("gearshift[%(process)d]: %(levelname)s "
-                                                   "%(name)s: %(message)s"))
-            self.root.addHandler(handler)
-
-    def open(self) -> None:
-        if self.handler is not None:
-            self.root.removeHandler(self.handler)
-            self.handler.close()
-        if self.target == "none":
-            handler: logging.Handler = logging.NullHandler()
-        elif self.target == "stderr":
-            handler = logging.StreamHandler(sys.stderr)
-        else:
-            handler = logging.FileHandler(self.target)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        self.root.addHandler(handler)
-        self.handler = handler
-
-
 async def _serve(config: ServerConfig, logs: ReopenableLog, user: User | None = None,
                  readiness: Readiness | None = None) -> int:
     readiness = readiness or Readiness()
+    notifier = Notifier()
     server = Server(config)
-    log.info("gearshift %s, %s dispatch", __version__, build_name())
     try:
         await server.start()
     except StartupError as exc:
@@ -106,6 +61,7 @@ async def _serve(config: ServerConfig, logs: ReopenableLog, user: User | None = 
     tasks: set[asyncio.Task[None]] = set()
 
     def request_stop(signame: str) -> None:
+        notifier.stopping()
         log.warning("%s received: shutting down (running jobs get %.0fs)", signame,
                     config.shutdown_timeout)
         task = loop.create_task(server.close(graceful=True))
@@ -131,10 +87,14 @@ async def _serve(config: ServerConfig, logs: ReopenableLog, user: User | None = 
         if config.pid_file:
             remove_pid_file(config.pid_file)
         return 1
+    log_banner(__version__, build_name(), server.addresses(), config.store, config.data_dir,
+               logs.root.level)
     readiness.ready()
+    notifier.ready(f"listening on {', '.join(server.addresses())}")
     try:
         await server.wait_closed()
     finally:
+        notifier.stopping()  # an admin shutdown, or after SIGTERM (sent once)
         if config.pid_file:
             remove_pid_file(config.pid_file)
     return 0
@@ -163,11 +123,13 @@ def run(config: ServerConfig) -> int:
         set_limits(config.file_descriptors, config.coredump)
         if config.tls is not None:
             server_context(config.tls)  # bad TLS files: said here, before detaching
-        logs = ReopenableLog(config.log_file, level, syslog=config.syslog)
+        logs = ReopenableLog(config.log_file, level, syslog=config.syslog,
+                             log_format=config.log_format)
     except StartupError as exc:
         print(f"gearshift: {exc}", file=sys.stderr)
         return 1
-    readiness = Readiness()
+    # Startup failures are logged at CRITICAL; when that log is stderr, do not say it twice.
+    readiness = Readiness(echo=config.log_file != "stderr")
     if config.daemon:
         detached = daemonize(log_to_stderr=config.log_file == "stderr")
         if isinstance(detached, int):

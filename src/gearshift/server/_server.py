@@ -121,10 +121,7 @@ class Server:
             raise StartupError(
                 f"cannot listen on {hosts or 'all addresses'} port {self.config.port}: {exc}"
             ) from exc
-        for srv in self._servers:
-            for sock in srv.sockets:
-                log.info("listening on %s%s", sock.getsockname()[:2],
-                         " (TLS only)" if tls else "")
+        log.info("listening on %s%s", ", ".join(self.addresses()), " (TLS only)" if tls else "")
         if not tls and any(not _is_loopback(sock.getsockname()[0])
                            for srv in self._servers for sock in srv.sockets):
             log.warning("listening beyond loopback without TLS: anyone who can reach the "
@@ -152,6 +149,15 @@ class Server:
             raise StartupError(f"cannot listen for HTTP on {hosts} port "
                                f"{self.config.http_port}: {exc}") from exc
         log.info("HTTP listening on port(s) %s", self.http.ports)
+
+    def addresses(self) -> list[str]:
+        """Where the Gearman port listens, as ``host:port`` (``[::1]:4730`` for IPv6)."""
+        found = []
+        for srv in self._servers:
+            for sock in srv.sockets:
+                host, port = sock.getsockname()[:2]
+                found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return found
 
     def not_ready(self) -> str:
         """Why the server should not be sent work now (``/readyz``), or ``""``."""

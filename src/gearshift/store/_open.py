@@ -25,6 +25,14 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "memcached": ("_memcached", "MemcachedStore"),
 }
 
+#: backend module -> (its driver, the pip extra that installs it)
+DRIVERS: dict[str, tuple[str, str]] = {
+    "_postgres": ("asyncpg", "postgres"),
+    "_mysql": ("aiomysql", "mysql"),
+    "_redis": ("redis", "redis"),
+    "_memcached": ("pymemcache", "memcached"),
+}
+
 #: Name of the SQLite file used by the bare ``sqlite`` URL, inside the data directory.
 DEFAULT_SQLITE_FILE = "queue.db"
 
@@ -41,7 +49,8 @@ def open_store(url: str, *, data_dir: str) -> Store:
     several servers or test runs.
 
     Raises:
-        ValueError: unknown scheme or malformed option, with the accepted forms.
+        ValueError: unknown scheme or malformed option, with the accepted forms; a
+            missing driver, naming the extra that installs it.
     """
     scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
     if scheme not in BACKENDS:
@@ -53,6 +62,13 @@ def open_store(url: str, *, data_dir: str) -> Store:
         # The default file, keeping options: 'sqlite?table=jobs' (gearmand --libsqlite3-table).
         url = "sqlite://" + os.path.join(os.path.abspath(data_dir), DEFAULT_SQLITE_FILE)
         url += sep + query
+    if module_name in DRIVERS:
+        driver, extra = DRIVERS[module_name]
+        try:
+            importlib.import_module(driver)
+        except ImportError as exc:
+            raise ValueError(f"the {scheme}:// store needs {driver} (pip install "
+                             f"'gearshift[{extra}]'): {exc}") from None
     module = importlib.import_module(f"gearshift.store.{module_name}")
     store: Store = getattr(module, class_name)(url)
     return store

@@ -333,9 +333,14 @@ class Worker:
                 conn = Connection.open(address, self.connect_timeout,
                                                   self._tls(address))
             except (ConnectionFailed, GearmanTimeout) as exc:
-                log.debug("worker cannot reach %s: %s", address, exc)
+                # Said once per outage (a dead server must not be silent, nor spam).
+                log.log(logging.DEBUG if backoff.failures else logging.WARNING,
+                        "worker cannot reach %s (%s); retrying every %.0f s or less",
+                        address, exc, backoff.cap)
                 self._stopping.wait(backoff.failed(time.monotonic()))
                 continue
+            if backoff.failures:
+                log.warning("worker connected to %s", address)
             backoff.succeeded()
             try:
                 self._register(conn)
