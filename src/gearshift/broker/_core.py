@@ -80,6 +80,11 @@ class BrokerState:
         self.shutdown_request: str | None = None
         #: Set while shutting down gracefully: running jobs may finish, none are handed out.
         self.draining = False
+        #: With a store shared by several servers: the clock time up to which this
+        #: server's lease is known to hold (0.0 = no lease, the usual case). Past it
+        #: another server may have adopted the stored jobs, so none are handed out
+        #: until :meth:`lease_renewed` (see server/_cluster.py).
+        self.lease_until = 0.0
         self._peer_ids = itertools.count(1)
         self._timer_seq = itertools.count()
         self._rr = 0  # round-robin clock: a worker's function is stamped when served

@@ -24,9 +24,12 @@ from gearshift.cli._gearmand_options import (
 )
 from gearshift.cli._tls_options import add_serve_tls_options, tls_config_from_args
 from gearshift.server._config import (
+    DEFAULT_LEASE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    MAX_LEASE,
+    MIN_LEASE,
     ServerConfig,
     default_data_dir,
     default_handle_prefix,
@@ -86,6 +89,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="where background jobs are kept: 'memory', 'sqlite' (default: "
                         "<data-dir>/queue.db), sqlite:///path, postgresql://..., mysql://..., "
                         "redis://..., memcached://host:port")
+    p.add_argument("--server-id", default="", metavar="NAME",
+                   help="this server's name in a store shared by several servers "
+                        "(PostgreSQL; default <host name>:<port>); unique per server")
+    p.add_argument("--lease", type=_arg(parse_lease), default=DEFAULT_LEASE,
+                   metavar="DURATION",
+                   help="how long a server's lease on a shared store lasts unrenewed "
+                        "(renewed every third of it); once it runs out another server "
+                        f"adopts its jobs (default {DEFAULT_LEASE:g}s, "
+                        f"{MIN_LEASE:g}s to {MAX_LEASE:g}s)")
     p.add_argument("--data-dir", default=None,
                    help=f"directory for the embedded store (default {default_data_dir()})")
     p.add_argument("-q", "--queue-type", choices=QUEUE_TYPES, type=str.lower, default=None,
@@ -177,6 +189,15 @@ def _count(text: str) -> int:
     return value
 
 
+def parse_lease(text: str) -> float:
+    """A --lease duration within its bounds."""
+    lease = parse_duration(text)
+    if not MIN_LEASE <= lease <= MAX_LEASE:
+        raise ValueError(f"--lease {text!r} must be between {MIN_LEASE:g}s and "
+                         f"{MAX_LEASE:g}s")
+    return lease
+
+
 def store_url(args: argparse.Namespace) -> str:
     """The store URL from --store or from gearmand's -q option family."""
     if args.store is not None:
@@ -250,6 +271,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         http_port=http_port(args),
         http_listen=tuple(args.http_listen),
         http_protocol=args.protocol is not None,
+        server_id=args.server_id,
+        lease=args.lease,
         **kwargs,
     )
 

@@ -22,6 +22,15 @@ DEFAULT_PORT: Final = 4730
 #: connection costs a few KiB) -- but mind ``ulimit -n`` (see docs/operations.md).
 DEFAULT_MAX_CONNECTIONS: Final = 10_000
 
+#: Seconds a server's lease on a shared store lasts (see server/_cluster.py): how long
+#: its jobs wait after it died before another server adopts them.
+DEFAULT_LEASE: Final = 5.0
+
+#: Bounds of --lease: renewals every lease/3 must stay cheap (a statement each) and
+#: a server's jobs must not wait hours for adoption.
+MIN_LEASE: Final = 1.0
+MAX_LEASE: Final = 3600.0
+
 #: Seconds SIGTERM waits for running jobs before closing every connection anyway.
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
 
@@ -74,6 +83,10 @@ class ServerConfig:
         http_listen: addresses of the HTTP listener; empty = the same as ``listen``.
         http_protocol: gearmand's HTTP protocol (``-r http``) is on: ``POST /FUNCTION``
             (and GET, PUT, HEAD) on any path gearshift does not use itself submits a job.
+        server_id: this server's name in a store shared by several servers ("" =
+            ``<host name>:<port>``); see server/_cluster.py.
+        lease: seconds a shared store's lease lasts without renewal (renewed every
+            third of it); after that another server adopts this one's stored jobs.
     """
 
     listen: tuple[str, ...] = ()
@@ -113,3 +126,5 @@ class ServerConfig:
     http_port: int | None = None
     http_listen: tuple[str, ...] = ()
     http_protocol: bool = False
+    server_id: str = ""
+    lease: float = DEFAULT_LEASE

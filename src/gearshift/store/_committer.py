@@ -12,7 +12,8 @@ when the queue is empty; :meth:`close` flushes and waits for it.
 Error handling: a failed batch fails the futures of its adds with the :class:`StoreError`
 (the server answers ``ERROR QUEUE_ERROR``); its removes, retry counts, outcomes and
 schedules are kept and retried with the next batch, after a backoff that doubles up to
-``max_backoff``.
+``max_backoff``. A :class:`FencedError` (another server adopted this one's jobs) is
+final: everything queued fails with it, the committer closes, and ``on_fenced`` is told.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from gearshift.store._base import (
     Batch,
+    FencedError,
     Store,
     StoredJob,
     StoredOutcome,
@@ -51,8 +54,10 @@ class GroupCommitter:
     """
 
     def __init__(self, store: Store, *, min_backoff: float = MIN_BACKOFF_S,
-                 max_backoff: float = MAX_BACKOFF_S) -> None:
+                 max_backoff: float = MAX_BACKOFF_S,
+                 on_fenced: Callable[[FencedError], None] | None = None) -> None:
         self.store = store
+        self.on_fenced = on_fenced
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self._pending = Batch()
@@ -164,6 +169,15 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             await self.store.apply(batch)
+        except FencedError as exc:
+            # Nothing more may be written: the jobs are someone else's now.
+            self._closed = True
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
+            self._fail_all(exc)
+            if self.on_fenced is not None:
+                self.on_fenced(exc)
         except StoreError as exc:
             self._failed(batch, waiters, exc)
         except Exception as exc:  # a driver bug must not strand the waiters
