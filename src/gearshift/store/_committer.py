@@ -65,6 +65,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._backoff = 0.0
         self._closed = False
+        self._fenced: FencedError | None = None  # why the committer closed, if fenced
         #: Statistics, for benchmarks, ``repr`` and ``/metrics`` (one update per batch).
         self.commits = 0
         self.failures = 0
@@ -83,7 +84,8 @@ class GroupCommitter:
         """Queue ``job``; the future resolves when it is committed (or fails: StoreError)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed:
-            future.set_exception(StoreError(f"{self.store.description}: committer closed"))
+            future.set_exception(self._fenced or StoreError(
+                f"{self.store.description}: committer closed"))
             return future
         self._pending.adds.append(job)
         self._waiters.append(future)
@@ -109,7 +111,8 @@ class GroupCommitter:
         once it is durable."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed:
-            future.set_exception(StoreError(f"{self.store.description}: committer closed"))
+            future.set_exception(self._fenced or StoreError(
+                f"{self.store.description}: committer closed"))
             return future
         self._waiters.append(future)
         self._kick()
@@ -172,6 +175,7 @@ class GroupCommitter:
         except FencedError as exc:
             # Nothing more may be written: the jobs are someone else's now.
             self._closed = True
+            self._fenced = exc
             for future in waiters:
                 if not future.done():
                     future.set_exception(exc)
