@@ -13,6 +13,8 @@ lease is short (2 s) to keep the suite quick; it is judged by the database's clo
   them when continued, says so in its log and exits with status 3;
 * a clean shutdown hands its lease back: a live server adopts the jobs at once;
 * a job table from before owners existed is taken over by the first server;
+* the database away for longer than the lease: no job is handed out meanwhile, and
+  dispatch resumes by itself when it is back (nobody adopted the jobs);
 * SQLite stays one server's store: a second server on the same file and table is
   refused at startup with a clear message.
 """
@@ -31,7 +33,8 @@ from gearshift.testing import GearshiftServer
 
 from ._cluster_load import FUNC, ClusterLoad
 from ._link import Link, P
-from ._services import PG
+from ._proxy import Proxy
+from ._services import PG, address, drop, need_service, private_name, retarget, with_name
 from .conftest import Target
 
 LEASE = 2.0
@@ -249,3 +252,33 @@ def test_sqlite_refuses_a_second_server_on_the_same_file(tmp_path: pathlib.Path)
     # The lock went with the first server.
     with GearshiftServer(store=url) as again:
         assert _run_all(again, 1, 0.5) == []
+
+
+@pytest.mark.storage
+@pytest.mark.timeout(90)
+def test_database_away_longer_than_the_lease_pauses_dispatch_then_resumes() -> None:
+    need_service(PG)
+    name = private_name()
+    with Proxy(address(PG)) as proxy:
+        url = with_name("postgresql", retarget(PG, proxy.port), name)
+        try:
+            with GearshiftServer(store=url, extra_args=ARGS) as server:
+                handles = _submit(server, 5, b"away")
+                with Link(server.host, server.port, timeout=20.0) as worker:
+                    worker.send(P.CAN_DO, FUNC)
+                    proxy.cut()
+                    time.sleep(LEASE * 1.5)  # the lease may have run out: nothing goes out
+                    assert worker.grab() is None
+                    worker.send(P.PRE_SLEEP)
+                    proxy.restore()
+                    # The next renewal succeeds (nobody adopted the jobs): the sleeping
+                    # worker is woken and the jobs run here.
+                    kind, _ = worker.read()
+                    assert kind == P.NOOP
+                    ran = [worker.grab() for _ in handles]
+                    assert sorted(g[0] for g in ran if g) == sorted(handles)
+                assert server.proc is not None
+                assert server.proc.poll() is None, "the server must not stop"
+                assert "lease renewal failed" in server.read_log()
+        finally:
+            drop("postgresql", name)
