@@ -15,6 +15,7 @@ lease is short (2 s) to keep the suite quick; it is judged by the database's clo
 * a job table from before owners existed is taken over by the first server;
 * the database away for longer than the lease: no job is handed out meanwhile, and
   dispatch resumes by itself when it is back (nobody adopted the jobs);
+* ``gearshift admin --cluster`` lists the servers and their leases, and who adopted whom;
 * SQLite stays one server's store: a second server on the same file and table is
   refused at startup with a clear message.
 """
@@ -22,9 +23,13 @@ lease is short (2 s) to keep the suite quick; it is judged by the database's clo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pathlib
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -282,3 +287,42 @@ def test_database_away_longer_than_the_lease_pauses_dispatch_then_resumes() -> N
                 assert "lease renewal failed" in server.read_log()
         finally:
             drop("postgresql", name)
+
+
+def _admin_cluster(server: GearshiftServer, *more: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "gearshift", "admin", "-h",
+                          f"{server.host}:{server.port}", "--cluster", *more],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return out.stdout
+
+
+@pytest.mark.storage
+@pytest.mark.timeout(60)
+def test_admin_shows_the_cluster_and_who_adopted_whom(pg_target: Target) -> None:
+    a, b = group = servers(pg_target, 2)
+    try:
+        a.start()
+        b.start()
+        ids = {s: f"{socket.gethostname()}:{s.port}" for s in group}
+        time.sleep(LEASE)  # a renewal has run on both
+        listing = _admin_cluster(b)
+        assert listing.splitlines()[0].split() == ["SERVER", "EPOCH", "EXPIRES_IN",
+                                                  "ADOPTED_BY", "THIS"]
+        rows = {line.split()[0]: line.split() for line in listing.splitlines()[1:]}
+        assert set(rows) == set(ids.values())
+        assert rows[ids[b]][-1] == "yes"
+        assert rows[ids[a]][3] == "-"
+        a.kill()
+        deadline = time.monotonic() + 4 * LEASE
+        while time.monotonic() < deadline:
+            record = {r["server_id"]: r for r in
+                      json.loads(_admin_cluster(b, "--json"))["cluster"]}
+            if record[ids[a]]["adopted_by"]:
+                break
+            time.sleep(0.3)
+        assert record[ids[a]]["adopted_by"] == ids[b]
+        assert record[ids[a]]["expires_in"] < 0
+        assert record[ids[b]]["expires_in"] > 0
+        assert record[ids[b]]["is_self"] is True
+    finally:
+        stop_all(group)

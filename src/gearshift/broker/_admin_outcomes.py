@@ -114,6 +114,7 @@ class OutcomeCommands:
             b"purge": self.purge,
             b"schedules": self.list_schedules,
             b"schedule": self.schedule,
+            b"cluster": self.list_cluster,
         }
 
     def result(self, words: list[bytes]) -> bytes:
@@ -192,6 +193,15 @@ class OutcomeCommands:
     def list_schedules(self, words: list[bytes]) -> bytes:
         schedules = self.broker.schedules.schedules.values()
         return b"".join(_line(schedule_json(s)) + b"\n" for s in schedules) + END
+
+    def list_cluster(self, words: list[bytes]) -> bytes:
+        """The servers sharing this server's store and their leases (none without one)."""
+        now = self.broker.clock()
+        me = self.broker.server_id
+        return b"".join(_line({"server_id": sid, "epoch": epoch,
+                               "expires_in": round(expiry - now, 3),
+                               "adopted_by": adopted, "self": sid == me}) + b"\n"
+                        for sid, epoch, expiry, adopted in self.broker.cluster) + END
 
     def schedule(self, words: list[bytes]) -> bytes:
         verb = words[1].lower() if len(words) > 1 else b""

@@ -85,6 +85,10 @@ class BrokerState:
         #: another server may have adopted the stored jobs, so none are handed out
         #: until :meth:`lease_renewed` (see server/_cluster.py).
         self.lease_until = 0.0
+        #: This server's id in a shared store, and every server's lease as the last
+        #: renewal saw it: (id, epoch, expiry on this clock, adopted by) -- admin ``cluster``.
+        self.server_id = ""
+        self.cluster: list[tuple[str, int, float, str]] = []
         self._peer_ids = itertools.count(1)
         self._timer_seq = itertools.count()
         self._rr = 0  # round-robin clock: a worker's function is stamped when served

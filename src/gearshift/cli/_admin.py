@@ -6,7 +6,8 @@ in the order of the option table below.
 
 gearshift's dead letters (background jobs that failed for good) have options of their
 own: ``--dead`` lists them, ``--retry-dead`` queues them again and ``--purge-dead``
-forgets them, each for one handle, ``--all`` or ``--function F``.
+forgets them, each for one handle, ``--all`` or ``--function F``. ``--cluster`` lists
+the servers sharing the server's PostgreSQL store and their leases.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from gearshift.cli._submit import add_server_options, servers_from_args
 from gearshift.cli._tls_options import client_ssl_from_args
-from gearshift.client import AdminClient, AdminError, GearmanError, JobOutcome
+from gearshift.client import AdminClient, AdminError, ClusterServer, GearmanError, JobOutcome
 
 #: (admin, the option's value) -> result; dead-letter options get their keyword arguments.
 Action = Callable[[AdminClient, Any], Any]
@@ -42,6 +43,8 @@ ACTIONS: dict[str, tuple[Action, list[str] | None]] = {
     "show_unique_jobs": (lambda a, _: a.show_unique_jobs(), ["UNIQUE"]),
     "dead": (lambda a, t: a.dead(t["function"]),
              ["HANDLE", "FUNCTION", "ATTEMPTS", "ENDED", "REASON"]),
+    "cluster": (lambda a, _: a.cluster(),
+                ["SERVER", "EPOCH", "EXPIRES_IN", "ADOPTED_BY", "THIS"]),
     "retry_dead": (lambda a, t: a.retry_dead(**t), None),
     "purge_dead": (lambda a, t: a.purge_dead(**t), None),
 }
@@ -72,6 +75,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="queue dead letter H again (or --all, --function F)")
     p.add_argument("--purge-dead", nargs="?", const="", metavar="H",
                    help="forget dead letter H (or --all, --function F)")
+    p.add_argument("--cluster", action="store_true",
+                   help="servers sharing this server's store, and their leases (gearshift)")
     p.add_argument("--all", action="store_true", help="with --retry/--purge-dead: every one")
     p.add_argument("--function", metavar="F",
                    help="with --dead/--retry-dead/--purge-dead: only function F's")
@@ -93,7 +98,12 @@ def _dead_row(outcome: JobOutcome) -> list[str]:
             reason or "-"]
 
 
-ROWS: dict[str, Callable[[Any], list[str]]] = {"dead": _dead_row}
+def _cluster_row(server: ClusterServer) -> list[str]:
+    return [server.server_id, str(server.epoch), f"{server.expires_in:.1f}s",
+            server.adopted_by or "-", "yes" if server.is_self else ""]
+
+
+ROWS: dict[str, Callable[[Any], list[str]]] = {"dead": _dead_row, "cluster": _cluster_row}
 
 
 def _argument(dest: str, value: Any, args: argparse.Namespace) -> Any:

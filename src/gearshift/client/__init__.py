@@ -22,6 +22,7 @@ from gearshift.client._errors import (
     UnknownJob,
 )
 from gearshift.client._models import (
+    ClusterServer,
     EventKind,
     JobEvent,
     JobOutcome,
@@ -50,6 +51,7 @@ __all__ = [
     "AsyncTaskSet",
     "AsyncWorker",
     "Client",
+    "ClusterServer",
     "ConnectionFailed",
     "ConnectionLost",
     "EventKind",

@@ -100,6 +100,8 @@ class LeaseKeeper:
             if took > interval:
                 log.warning("lease renewal took %.2fs (lease %.1fs)", took, self.lease)
             self.broker.lease_renewed(local_deadline(sent, self.lease))
+            self.broker.cluster = [(i.server_id, i.epoch, sent + i.expires_in, i.adopted_by)
+                                   for i in self.store.cluster_view()]
             if dead:
                 self.adopted += len(jobs)
                 log.warning("adopted %d stored background jobs of server(s) %s, whose "

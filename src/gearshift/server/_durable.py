@@ -132,6 +132,7 @@ async def open_durable(config: ServerConfig, broker: Broker, on_change: Callable
     except (StoreError, OSError, ValueError) as exc:
         raise StartupError(f"cannot open store {config.store!r}: {exc}") from exc
     if store.shared:
+        broker.server_id = server_id
         log.info("server id %r holds a %.1fs lease on %s", server_id, config.lease,
                  store.description)
         if live:

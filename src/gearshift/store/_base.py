@@ -46,7 +46,7 @@ class LeaseInfo:
     epoch: int              # bumped by every claim and every adoption (the fencing token)
     expires_in: float       # seconds until the lease expires, by the database's clock
     adopted_by: str         # who took its jobs after it expired; "" = nobody (yet)
-    jobs: int               # stored jobs it owns now
+    jobs: int               # stored jobs it owns now (-1: not counted)
 
 
 #: Priorities as stored (the same numbers as the broker uses).
@@ -266,7 +266,12 @@ class Store(abc.ABC):
         return None
 
     async def leases(self) -> list[LeaseInfo]:
-        """Every server's lease in a shared store (none otherwise)."""
+        """Every server's lease in a shared store (none otherwise), with job counts."""
+        return []
+
+    def cluster_view(self) -> list[LeaseInfo]:
+        """Every server's lease as the last :meth:`renew` saw it, without I/O (``jobs``
+        is -1: not counted). What ``gearshift admin --cluster`` shows."""
         return []
 
     def __repr__(self) -> str:

@@ -70,16 +70,25 @@ async def claim(conn: Any, t: str, server_id: str, lease: float) -> tuple[int, b
 
 
 async def renew(conn: Any, t: str, server_id: str, epoch: int, lease: float
-                ) -> tuple[bool, list[str]]:
-    """Extend our lease (if our epoch is current); the expired, unadopted servers."""
+                ) -> tuple[bool, list[LeaseInfo]]:
+    """Extend our lease (if our epoch is current); every server's lease as it is now
+    (``jobs`` -1: not counted, that would read the whole job table)."""
     row = await conn.fetchrow(
         f"WITH mine AS (UPDATE {t}_leases SET expires_at = now() + make_interval(secs => $3) "
         "WHERE server_id = $1 AND epoch = $2 RETURNING 1) "
         "SELECT (SELECT count(*) FROM mine), "
-        f"ARRAY(SELECT server_id FROM {t}_leases WHERE expires_at < now() "
-        "AND adopted_by IS NULL AND server_id <> $1 ORDER BY server_id)",
+        "ARRAY(SELECT ROW(server_id, epoch, "
+        "EXTRACT(EPOCH FROM expires_at - now())::float8, COALESCE(adopted_by, '')) "
+        f"FROM {t}_leases ORDER BY server_id)",
         server_id, epoch, lease)
-    return bool(row[0]), list(row[1])
+    infos = [LeaseInfo(str(r[0]), int(r[1]), float(r[2]), str(r[3]), -1) for r in row[1]]
+    return bool(row[0]), infos
+
+
+def expired(infos: list[LeaseInfo], server_id: str) -> list[str]:
+    """The servers whose lease expired and that nobody adopted yet (not us)."""
+    return [i.server_id for i in infos
+            if i.expires_in < 0 and not i.adopted_by and i.server_id != server_id]
 
 
 async def adopt(conn: Any, t: str, server_id: str, epoch: int, dead: list[str],

@@ -84,6 +84,7 @@ class PostgresStore(Store):
         self._lock = asyncio.Lock()
         #: (server id, lease epoch, lease seconds) once claimed; None: no owner, no fence
         self._claim: tuple[str, int, float] | None = None
+        self._leases: list[LeaseInfo] = []  # as the last renewal saw them
 
     shared = True
 
@@ -209,9 +210,11 @@ class PostgresStore(Store):
         server_id, epoch, lease = self._claim
 
         async def extend(conn: Any) -> tuple[list[str], list[StoredJob]]:
-            ok, dead = await cluster.renew(conn, self.table, server_id, epoch, lease)
+            ok, infos = await cluster.renew(conn, self.table, server_id, epoch, lease)
             if not ok:
                 raise cluster.fenced(server_id, epoch, self.description)
+            self._leases = infos
+            dead = cluster.expired(infos, server_id)
             if not dead:
                 return [], []
             return await cluster.adopt(conn, self.table, server_id, epoch, dead,
@@ -228,6 +231,9 @@ class PostgresStore(Store):
             await cluster.release(conn, self.table, server_id, epoch)
 
         await self._call("lease release", expire)
+
+    def cluster_view(self) -> list[LeaseInfo]:
+        return list(self._leases)
 
     async def leases(self) -> list[LeaseInfo]:
         async def read(conn: Any) -> list[LeaseInfo]:
