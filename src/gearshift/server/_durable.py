@@ -135,6 +135,9 @@ async def open_durable(config: ServerConfig, broker: Broker, on_change: Callable
         broker.server_id = server_id
         log.info("server id %r holds a %.1fs lease on %s", server_id, config.lease,
                  store.description)
+        if not config.server_id and not config.port:
+            log.warning("port 0 gives every such server the id %r: give each one a "
+                        "--server-id when several share %s", server_id, store.description)
         if live:
             log.warning("the lease of server id %r was still live: a restart right after "
                         "a crash, or another process with the same --server-id (now "
