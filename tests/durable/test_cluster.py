@@ -15,7 +15,8 @@ lease is short (2 s) to keep the suite quick; it is judged by the database's clo
 * a job table from before owners existed is taken over by the first server;
 * the database away for longer than the lease: no job is handed out meanwhile, and
   dispatch resumes by itself when it is back (nobody adopted the jobs);
-* ``gearshift admin --cluster`` lists the servers and their leases, and who adopted whom;
+* ``gearshift admin --cluster`` and ``GET /api/cluster`` list the servers and their
+  leases, and who adopted whom;
 * SQLite stays one server's store: a second server on the same file and table is
   refused at startup with a clear message.
 """
@@ -31,10 +32,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
-from gearshift.testing import GearshiftServer
+from gearshift.testing import GearshiftServer, free_port
 
 from ._cluster_load import FUNC, ClusterLoad
 from ._link import Link, P
@@ -299,7 +301,10 @@ def _admin_cluster(server: GearshiftServer, *more: str) -> str:
 @pytest.mark.storage
 @pytest.mark.timeout(60)
 def test_admin_shows_the_cluster_and_who_adopted_whom(pg_target: Target) -> None:
-    a, b = group = servers(pg_target, 2)
+    http = free_port()
+    a = GearshiftServer(store=pg_target.url, extra_args=ARGS)
+    b = GearshiftServer(store=pg_target.url, extra_args=[*ARGS, "--http-port", str(http)])
+    group = [a, b]
     try:
         a.start()
         b.start()
@@ -324,5 +329,9 @@ def test_admin_shows_the_cluster_and_who_adopted_whom(pg_target: Target) -> None
         assert record[ids[a]]["expires_in"] < 0
         assert record[ids[b]]["expires_in"] > 0
         assert record[ids[b]]["is_self"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/api/cluster", timeout=10) as r:
+            api = {row["server_id"]: row for row in json.load(r)}
+        assert api[ids[a]]["adopted_by"] == ids[b]
+        assert api[ids[b]]["self"] is True
     finally:
         stop_all(group)

@@ -100,6 +100,15 @@ def schedule_json(schedule: Schedule) -> dict[str, Any]:
     }
 
 
+def cluster_json(broker: JobLifecycle) -> list[dict[str, Any]]:
+    """The servers sharing ``broker``'s store as its last lease renewal saw them (admin
+    ``cluster``, ``GET /api/cluster``)."""
+    now = broker.clock()
+    return [{"server_id": sid, "epoch": epoch, "expires_in": round(expiry - now, 3),
+             "adopted_by": adopted, "self": sid == broker.server_id}
+            for sid, epoch, expiry, adopted in broker.cluster]
+
+
 class OutcomeCommands:
     """The commands above, over a broker's lifecycle state."""
 
@@ -196,12 +205,7 @@ class OutcomeCommands:
 
     def list_cluster(self, words: list[bytes]) -> bytes:
         """The servers sharing this server's store and their leases (none without one)."""
-        now = self.broker.clock()
-        me = self.broker.server_id
-        return b"".join(_line({"server_id": sid, "epoch": epoch,
-                               "expires_in": round(expiry - now, 3),
-                               "adopted_by": adopted, "self": sid == me}) + b"\n"
-                        for sid, epoch, expiry, adopted in self.broker.cluster) + END
+        return b"".join(_line(record) + b"\n" for record in cluster_json(self.broker)) + END
 
     def schedule(self, words: list[bytes]) -> bytes:
         verb = words[1].lower() if len(words) > 1 else b""

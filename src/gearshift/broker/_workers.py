@@ -145,7 +145,7 @@ class WorkerDispatch(JobLifecycle):
     def lease_renewed(self, until: float) -> None:
         """The shared store's lease holds until ``until`` (clock time); after a lapse,
         wake the workers of every function with queued jobs, which were told NO_JOB."""
-        lapsed = self.lease_until and self.clock() >= self.lease_until
+        lapsed = self.lease_until != 0.0 and self.clock() >= self.lease_until
         self.lease_until = until
         if lapsed:
             for ready in self.ready:
