@@ -71,7 +71,7 @@ class WorkerDispatch(JobLifecycle):
 
     def _has_job_for(self, peer: Peer) -> bool:
         funcs = peer.functions
-        if self.draining or (self.lease_until and self.now() >= self.lease_until):
+        if self.draining or (self.lease_until != 0.0 and self.now() >= self.lease_until):
             return False
         for ready in self.ready:
             if not ready:
@@ -105,7 +105,7 @@ class WorkerDispatch(JobLifecycle):
         if not funcs or self.draining:
             return None
         lease_until = self.lease_until  # 0.0 unless the store is shared by servers
-        if lease_until and self.now() >= lease_until:
+        if lease_until != 0.0 and self.now() >= lease_until:
             return None
         # The usual worker does one function: no round robin to weigh.
         only: Function | None = None
