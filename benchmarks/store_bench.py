@@ -11,6 +11,10 @@ Usage::
     python benchmarks/store_bench.py [--jobs 20000] [--concurrency 1,256] \
         [--backends sqlite,postgresql,mysql,redis,memcached] [--payload 100]
 
+``postgresql-shared`` is PostgreSQL as a server of several on one store uses it (claimed
+under a server id: every row gets an owner, every batch is fenced by the lease epoch), to
+compare against plain ``postgresql``.
+
 PostgreSQL/MariaDB/Redis are the machine's loopback services (override with
 --pg/--mysql/--redis); memcached is started on a free port and stopped afterwards.
 Each run uses a fresh table or key prefix and removes it.
@@ -50,7 +54,8 @@ def memcached() -> Iterator[str]:
 async def drop(url: str, tag: str) -> None:
     """Remove the benchmark's tables (the queue, ``_meta``, ``_outcomes``,
     ``_schedules``) or keys."""
-    tables = ", ".join(tag + suffix for suffix in ("", "_meta", "_outcomes", "_schedules"))
+    tables = ", ".join(tag + suffix for suffix in ("", "_meta", "_outcomes", "_schedules",
+                                                   "_leases"))
     if url.startswith("postgresql"):
         import asyncpg
 
@@ -75,9 +80,11 @@ async def drop(url: str, tag: str) -> None:
 
 
 async def measure(url: str, data_dir: str, jobs: int, concurrency: int,
-                  payload: bytes) -> tuple[float, GroupCommitter]:
+                  payload: bytes, claim: bool = False) -> tuple[float, GroupCommitter]:
     store = open_store(url, data_dir=data_dir)
     await store.open()
+    if claim:
+        await store.claim("bench", 5.0)
     boot = await store.boot()
     committer = GroupCommitter(store)
     counter = iter(range(jobs))
@@ -103,6 +110,7 @@ def url_for(backend: str, args: argparse.Namespace, tag: str, tmp: str, mc: str)
     return {
         "sqlite": f"sqlite://{tmp}/{tag}.db",
         "postgresql": f"{args.pg}?table={tag}",
+        "postgresql-shared": f"{args.pg}?table={tag}",
         "mysql": f"{args.mysql}?table={tag}",
         "redis": f"{args.redis}?prefix={tag}:",
         "memcached": f"{mc}?prefix={tag}:",
@@ -123,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     payload = os.urandom(args.payload)
     tmp = tempfile.mkdtemp(prefix="store-bench-")
-    print(f"{'backend':<11} {'submitters':>10} {'jobs':>7} {'jobs/s':>10} {'commits':>8} "
+    print(f"{'backend':<17} {'submitters':>10} {'jobs':>7} {'jobs/s':>10} {'commits':>8} "
           f"{'avg batch':>9}")
     try:
         with memcached() as mc:
@@ -134,11 +142,12 @@ def main() -> None:
                     url = url_for(backend, args, tag, tmp, mc)
                     try:
                         rate, committer = asyncio.run(
-                            measure(url, tmp, jobs, concurrency, payload))
+                            measure(url, tmp, jobs, concurrency, payload,
+                                    claim=backend.endswith("-shared")))
                     finally:
                         asyncio.run(drop(url, tag))
                     ops = 2 * jobs
-                    print(f"{backend:<11} {concurrency:>10} {jobs:>7} {rate:>10,.0f} "
+                    print(f"{backend:<17} {concurrency:>10} {jobs:>7} {rate:>10,.0f} "
                           f"{committer.commits:>8} {ops / max(committer.commits, 1):>9.1f}",
                           flush=True)
     finally:

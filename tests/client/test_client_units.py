@@ -3,6 +3,7 @@ reply parsing, the unasync generator (and that client/_sync has not drifted)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -88,11 +89,60 @@ def test_parse_servers_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_selector_hashes_unique_and_rotates_otherwise() -> None:
-    selector = Selector(3)
+    selector = Selector(["a:4730", "b:4730", "c:4730"])
     assert selector.order(b"k") == selector.order(b"k")
     assert sorted(selector.order(b"k")) == [0, 1, 2]
     firsts = {selector.order(None)[0] for _ in range(3)}
     assert firsts == {0, 1, 2}
+    assert Selector(["only:1"]).order(b"k") == [0]
+
+
+KEYS = [f"job-{i}".encode() for i in range(2000)]
+
+
+def _owners(servers: list[str]) -> dict[bytes, str]:
+    selector = Selector(servers)
+    return {k: servers[selector.order(k)[0]] for k in KEYS}
+
+
+def test_consistent_hashing_moves_about_one_in_n_keys() -> None:
+    four = [f"10.0.0.{i}:4730" for i in range(1, 5)]
+    before = _owners(four)
+    after = _owners([*four, "10.0.0.5:4730"])
+    moved = [k for k in KEYS if before[k] != after[k]]
+    # Every key that moved went to the new server; about 1/5 of them did (crc32 % n
+    # would move about 4/5).
+    assert {after[k] for k in moved} == {"10.0.0.5:4730"}
+    assert 0.08 < len(moved) / len(KEYS) < 0.35
+    # Removing a server moves only its own keys.
+    three = _owners(four[:3])
+    assert all(three[k] == before[k] for k in KEYS if before[k] != four[3])
+    # Every server gets a share.
+    assert set(before.values()) == set(four)
+
+
+def test_ring_does_not_depend_on_list_order_and_fails_over_clockwise() -> None:
+    servers = ["a:4730", "b:4730", "c:4730"]
+    assert _owners(servers) == _owners(list(reversed(servers)))
+    selector = Selector(servers)
+    for key in KEYS[:50]:
+        order = selector.order(key)
+        assert sorted(order) == [0, 1, 2]
+        # Without the first choice, the key goes to what was its second choice.
+        rest = [servers[i] for i in order[1:]]
+        smaller = Selector(rest)
+        assert rest[smaller.order(key)[0]] == rest[0]
+
+
+def test_ketama_points_match_the_reference_hash() -> None:
+    """ketama: md5 of the key; the first 4 digest bytes little-endian are its point."""
+    from uhashring import HashRing
+
+    ring = HashRing(nodes=["a:4730"], hash_fn="ketama")
+    digest = hashlib.md5(b"unique-1").digest()
+    assert ring.hashi("unique-1") == int.from_bytes(digest[:4], "little")
+    # A server listed twice still works (distinct ring names).
+    assert sorted(Selector(["a:4730", "a:4730"]).order(b"k")) == [0, 1]
 
 
 def test_backoff_grows_and_resets() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -32,6 +31,7 @@ from gearshift.client import (
     UnknownJob,
     Worker,
 )
+from gearshift.client._servers import Selector
 from gearshift.testing import GearmandServer, GearshiftServer, ServerProcess, gearmand_path
 
 from .conftest import running
@@ -189,16 +189,17 @@ def test_schedules_add_list_remove(keeper: ServerProcess, fname: Names) -> None:
         assert gone.value.code == "UNKNOWN_SCHEDULE"
 
 
-def _index_of(unique: str, count: int) -> int:
-    """The server a unique key routes to (the client's crc32 rule)."""
-    return zlib.crc32(unique.encode()) % count
+def _index_of(unique: str, servers: list[str]) -> int:
+    """The server a unique key routes to (the client's consistent hashing)."""
+    return Selector(servers).order(unique.encode())[0]
 
 
 def test_result_asks_the_server_that_issued_the_handle() -> None:
     """Two in-memory servers issue the same handles (``H:host:1``, ...); a client that
     submitted the job asks its own server, others ask each server in order."""
     with GearshiftServer() as first, GearshiftServer() as second:
-        unique = next(f"key{i}" for i in range(100) if _index_of(f"key{i}", 2) == 1)
+        pair = [first.address, second.address]
+        unique = next(f"key{i}" for i in range(100) if _index_of(f"key{i}", pair) == 1)
         with Client([first.address]) as one:
             decoy = one.submit_background("decoy", b"")
         with Client([first.address, second.address]) as both:

@@ -142,7 +142,7 @@ def drop(scheme: str, name: str) -> None:
 
 
 #: Every table a SQL store creates for ``?table=NAME`` (see the stores' schemas).
-TABLE_SUFFIXES = ("", "_meta", "_outcomes", "_schedules")
+TABLE_SUFFIXES = ("", "_meta", "_outcomes", "_schedules", "_leases")
 
 
 async def _drop(scheme: str, name: str) -> None:

@@ -123,7 +123,7 @@ class Backend:
 
 def _drop_sql(name: str, url: str, table: str) -> None:
     tables = ", ".join(f"{table}{suffix}" for suffix in ("", "_meta", "_outcomes", "_schedules",
-                                                         "_flows"))
+                                                         "_flows", "_leases"))
 
     async def drop() -> None:
         if name == "postgresql":

@@ -100,6 +100,15 @@ def schedule_json(schedule: Schedule) -> dict[str, Any]:
     }
 
 
+def cluster_json(broker: JobLifecycle) -> list[dict[str, Any]]:
+    """The servers sharing ``broker``'s store as its last lease renewal saw them (admin
+    ``cluster``, ``GET /api/cluster``)."""
+    now = broker.clock()
+    return [{"server_id": sid, "epoch": epoch, "expires_in": round(expiry - now, 3),
+             "adopted_by": adopted, "self": sid == broker.server_id}
+            for sid, epoch, expiry, adopted in broker.cluster]
+
+
 class OutcomeCommands:
     """The commands above, over a broker's lifecycle state."""
 
@@ -114,6 +123,7 @@ class OutcomeCommands:
             b"purge": self.purge,
             b"schedules": self.list_schedules,
             b"schedule": self.schedule,
+            b"cluster": self.list_cluster,
         }
 
     def result(self, words: list[bytes]) -> bytes:
@@ -192,6 +202,10 @@ class OutcomeCommands:
     def list_schedules(self, words: list[bytes]) -> bytes:
         schedules = self.broker.schedules.schedules.values()
         return b"".join(_line(schedule_json(s)) + b"\n" for s in schedules) + END
+
+    def list_cluster(self, words: list[bytes]) -> bytes:
+        """The servers sharing this server's store and their leases (none without one)."""
+        return b"".join(_line(record) + b"\n" for record in cluster_json(self.broker)) + END
 
     def schedule(self, words: list[bytes]) -> bytes:
         verb = words[1].lower() if len(words) > 1 else b""

@@ -118,6 +118,15 @@ class BrokerState:
         #: Admin ``drain``: new submissions are refused (ERROR QUEUE_ERROR) while queued
         #: and running jobs go on being handed out and finished.
         self.refusing = False
+        #: With a store shared by several servers: the clock time up to which this
+        #: server's lease is known to hold (0.0 = no lease, the usual case). Past it
+        #: another server may have adopted the stored jobs, so none are handed out
+        #: until :meth:`lease_renewed` (see server/_cluster.py).
+        self.lease_until = 0.0
+        #: This server's id in a shared store, and every server's lease as the last
+        #: renewal saw it: (id, epoch, expiry on this clock, adopted by) -- admin ``cluster``.
+        self.server_id = ""
+        self.cluster: list[tuple[str, int, float, str]] = []
         self._peer_ids = itertools.count(1)
         self._timer_seq = itertools.count()
         self._rr = 0  # round-robin clock: a worker's function is stamped when served

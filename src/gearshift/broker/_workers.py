@@ -91,7 +91,7 @@ class WorkerDispatch(JobLifecycle):
 
     def _has_job_for(self, peer: Peer) -> bool:
         funcs = peer.functions
-        if self.draining:
+        if self.draining or (self.lease_until != 0.0 and self.now() >= self.lease_until):
             return False
         for ready in self.ready:
             if not ready:
@@ -123,6 +123,9 @@ class WorkerDispatch(JobLifecycle):
         """Pick and dequeue the job ``peer`` should run next, or None."""
         funcs = peer.functions
         if not funcs or self.draining:
+            return None
+        lease_until = self.lease_until  # 0.0 unless the store is shared by servers
+        if lease_until != 0.0 and self.now() >= lease_until:
             return None
         # The usual worker does one function: no round robin to weigh.
         only: Function | None = None
@@ -161,6 +164,16 @@ class WorkerDispatch(JobLifecycle):
                     waiting[best] = None
             return job
         return None
+
+    def lease_renewed(self, until: float) -> None:
+        """The shared store's lease holds until ``until`` (clock time); after a lapse,
+        wake the workers of every function with queued jobs, which were told NO_JOB."""
+        lapsed = self.lease_until != 0.0 and self.clock() >= self.lease_until
+        self.lease_until = until
+        if lapsed:
+            for ready in self.ready:
+                for func in list(ready):
+                    self._wake(func)
 
     def _pick(self, peer: Peer, ready: dict[Function, None]) -> Function | None:
         """Which of a multi-function worker's functions with jobs at one priority to serve.

@@ -8,6 +8,7 @@ gearshift's dead letters (background jobs that failed for good) have options of 
 own: ``--dead`` lists them, ``--retry-dead`` queues them again and ``--purge-dead``
 forgets them, each for one handle, ``--all`` or ``--function F``. Flow control:
 ``--pause F``, ``--resume F`` and ``--limits`` (limits, pauses and usage per function).
+``--cluster`` lists the servers sharing the server's PostgreSQL store and their leases.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from typing import Any
 from gearshift.cli._submit import add_server_options, servers_from_args
 from gearshift.cli._terminal import print_rich_table, rich_console
 from gearshift.cli._tls_options import client_ssl_from_args
-from gearshift.client import AdminClient, AdminError, FunctionLimits, GearmanError, JobOutcome
+from gearshift.client import (
+    AdminClient,
+    AdminError,
+    ClusterServer,
+    FunctionLimits,
+    GearmanError,
+    JobOutcome,
+)
 
 #: (admin, the option's value) -> result; dead-letter options get their keyword arguments.
 Action = Callable[[AdminClient, Any], Any]
@@ -44,6 +52,8 @@ ACTIONS: dict[str, tuple[Action, list[str] | None]] = {
     "show_unique_jobs": (lambda a, _: a.show_unique_jobs(), ["UNIQUE"]),
     "dead": (lambda a, t: a.dead(t["function"]),
              ["HANDLE", "FUNCTION", "ATTEMPTS", "ENDED", "REASON"]),
+    "cluster": (lambda a, _: a.cluster(),
+                ["SERVER", "EPOCH", "EXPIRES_IN", "ADOPTED_BY", "THIS"]),
     "retry_dead": (lambda a, t: a.retry_dead(**t), None),
     "purge_dead": (lambda a, t: a.purge_dead(**t), None),
     "pause": (lambda a, v: a.pause(v), None),
@@ -89,6 +99,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--undrain", action="store_true", help="accept submissions again")
     p.add_argument("--limits", action="store_true",
                    help="flow control per function: limits, pauses, usage (gearshift)")
+    p.add_argument("--cluster", action="store_true",
+                   help="servers sharing this server's store, and their leases (gearshift)")
     p.add_argument("--all", action="store_true", help="with --retry/--purge-dead: every one")
     p.add_argument("--function", metavar="F",
                    help="with --dead/--retry-dead/--purge-dead: only function F's")
@@ -117,7 +129,13 @@ def _limits_row(limits: FunctionLimits) -> list[str]:
             limits.admin or "-"]
 
 
-ROWS: dict[str, Callable[[Any], list[str]]] = {"dead": _dead_row, "limits": _limits_row}
+def _cluster_row(server: ClusterServer) -> list[str]:
+    return [server.server_id, str(server.epoch), f"{server.expires_in:.1f}s",
+            server.adopted_by or "-", "yes" if server.is_self else ""]
+
+
+ROWS: dict[str, Callable[[Any], list[str]]] = {"dead": _dead_row, "limits": _limits_row,
+                                              "cluster": _cluster_row}
 
 
 def _argument(dest: str, value: Any, args: argparse.Namespace) -> Any:

@@ -27,11 +27,14 @@ from gearshift.cli._gearmand_options import (
 from gearshift.cli._settings import add_config_options, render, resolve
 from gearshift.cli._tls_options import add_serve_tls_options, tls_config_from_args
 from gearshift.server._config import (
+    DEFAULT_LEASE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PACKET_TIMEOUT,
     DEFAULT_PARTIAL_PACKETS_MAX,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    MAX_LEASE,
+    MIN_LEASE,
     ServerConfig,
     default_data_dir,
     default_handle_prefix,
@@ -103,6 +106,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="where background jobs are kept: 'memory', 'sqlite' (default: "
                         "<data-dir>/queue.db), sqlite:///path, postgresql://..., mysql://..., "
                         "redis://..., memcached://host:port")
+    p.add_argument("--server-id", default="", metavar="NAME",
+                   help="this server's name in a store shared by several servers "
+                        "(PostgreSQL; default <host name>:<port>); unique per server")
+    p.add_argument("--lease", type=_arg(parse_lease), default=DEFAULT_LEASE,
+                   metavar="DURATION",
+                   help="how long a server's lease on a shared store lasts unrenewed "
+                        "(renewed every third of it); once it runs out another server "
+                        f"adopts its jobs (default {DEFAULT_LEASE:g}s, "
+                        f"{MIN_LEASE:g}s to {MAX_LEASE:g}s)")
     p.add_argument("--data-dir", default=None,
                    help=f"directory for the embedded store (default {default_data_dir()})")
     p.add_argument("-q", "--queue-type", choices=QUEUE_TYPES, type=str.lower, default=None,
@@ -245,6 +257,15 @@ def _count(text: str) -> int:
     return value
 
 
+def parse_lease(text: str) -> float:
+    """A --lease duration within its bounds."""
+    lease = parse_duration(text)
+    if not MIN_LEASE <= lease <= MAX_LEASE:
+        raise ValueError(f"--lease {text!r} must be between {MIN_LEASE:g}s and "
+                         f"{MAX_LEASE:g}s")
+    return lease
+
+
 def store_url(args: argparse.Namespace) -> str:
     """The store URL from --store or from gearmand's -q option family."""
     if args.store is not None:
@@ -328,6 +349,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         http_protocol=args.protocol is not None,
         packet_timeout=args.packet_timeout,
         partial_packets_max=args.partial_packets_max,
+        server_id=args.server_id,
+        lease=args.lease,
         **kwargs,
     )
 

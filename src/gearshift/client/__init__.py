@@ -22,6 +22,7 @@ from gearshift.client._errors import (
     UnknownJob,
 )
 from gearshift.client._models import (
+    ClusterServer,
     EventKind,
     FunctionLimits,
     JobEvent,
@@ -51,6 +52,7 @@ __all__ = [
     "AsyncTaskSet",
     "AsyncWorker",
     "Client",
+    "ClusterServer",
     "ConnectionFailed",
     "ConnectionLost",
     "EventKind",

@@ -388,3 +388,25 @@ class FunctionLimits:
                    paused=bool(record.get("paused")), running=int(record.get("running", 0)),
                    queued=int(record.get("queued", 0)), held=bool(record.get("held")),
                    admin=record.get("admin"), tokens=record.get("tokens"))
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterServer:
+    """One server sharing a store with the one asked (``AdminClient.cluster``).
+
+    ``expires_in`` is seconds until its lease runs out as of the asked server's last
+    renewal (negative: expired); ``adopted_by`` names the server that took its jobs.
+    """
+
+    server_id: str
+    epoch: int
+    expires_in: float
+    adopted_by: str
+    is_self: bool
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> ClusterServer:
+        return cls(server_id=str(record["server_id"]), epoch=int(record["epoch"]),
+                   expires_in=float(record["expires_in"]),
+                   adopted_by=str(record.get("adopted_by", "")),
+                   is_self=bool(record.get("self", False)))

@@ -1,16 +1,18 @@
 """Server lists: parsing ``host[:port]`` specs, choosing a server per job, reconnect backoff.
 
-Pure data and arithmetic, shared by the asyncio and the blocking flavours. The choice rule
-is the one the issue asks for: a job with a unique key always goes to the server its key
-hashes to (so duplicates coalesce on one server), other jobs go round-robin; the remaining
-servers follow in list order as failover candidates.
+Pure data and arithmetic, shared by the asyncio and the blocking flavours. The choice rule:
+a job with a unique key always goes to the server its key hashes to (so duplicates
+coalesce on one server), by consistent hashing (ketama, from ``uhashring``: the ring is
+built from the servers' ``host:port`` names, so their order in the list does not matter,
+and adding or removing one of n servers moves about 1/n of the keys); the failover
+candidates are the next servers clockwise on the ring. Jobs without a unique key go
+round-robin, the other servers following in list order.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -86,16 +88,34 @@ def parse_servers(servers: str | Sequence[str | Address] | None = None) -> list[
 class Selector:
     """Orders the servers to try for one job: first choice, then failover candidates."""
 
-    def __init__(self, count: int) -> None:
-        self._count = count
-        self._next = random.randrange(count) if count > 1 else 0
+    def __init__(self, servers: Sequence[Address | str]) -> None:
+        from uhashring import HashRing
+
+        self._count = len(servers)
+        self._next = random.randrange(self._count) if self._count > 1 else 0
+        # Ring nodes are named by address; a server listed twice gets a distinct name.
+        names: dict[str, int] = {}
+        for index, server in enumerate(servers):
+            name = str(server)
+            while name in names:
+                name += "#"
+            names[name] = index
+        self._index = names
+        self._ring = HashRing(nodes=list(names), hash_fn="ketama")
 
     def order(self, unique: bytes | None) -> list[int]:
         if unique:
-            first = zlib.crc32(unique) % self._count
-        else:
-            first = self._next
-            self._next = (self._next + 1) % self._count
+            if self._count == 1:
+                return [0]
+            # uhashring hashes str(key) as UTF-8: a UTF-8 unique key is hashed as its
+            # exact bytes (what other ketama clients do); other bytes stay deterministic.
+            try:
+                key = unique.decode("utf-8")
+            except UnicodeDecodeError:
+                key = unique.decode("latin-1")
+            return [self._index[name] for name in self._ring.iterate_nodes(key)]
+        first = self._next
+        self._next = (self._next + 1) % self._count
         return [(first + i) % self._count for i in range(self._count)]
 
 

@@ -21,7 +21,12 @@ from aiohttp import web
 
 from gearshift.broker._access import AdminAccess
 from gearshift.broker._admin_flow import FlowCommands, flow_record, flow_records
-from gearshift.broker._admin_outcomes import OutcomeCommands, job_json, schedule_json
+from gearshift.broker._admin_outcomes import (
+    OutcomeCommands,
+    cluster_json,
+    job_json,
+    schedule_json,
+)
 from gearshift.broker._model import PRIORITY_NAMES, QUEUED, Function, Job
 
 if TYPE_CHECKING:
@@ -103,6 +108,7 @@ class Api:
             web.post("/api/dead/retry", self._guarded(self.retry_dead)),
             web.post("/api/dead/purge", self._guarded(self.purge_dead)),
             web.get("/api/schedules", self.schedules),
+            web.get("/api/cluster", self.cluster),
             web.get("/api/server", self.about),
         ]
 
@@ -163,6 +169,9 @@ class Api:
 
     async def schedules(self, request: web.Request) -> web.Response:
         return _json([schedule_json(s) for s in self.broker.schedules.schedules.values()])
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        return _json(cluster_json(self.broker))
 
     async def about(self, request: web.Request) -> web.Response:
         from gearshift._build import build_name

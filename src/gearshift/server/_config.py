@@ -30,6 +30,15 @@ DEFAULT_PACKET_TIMEOUT: Final = 30.0
 #: (--partial-packets-max): four bodies of the default --max-packet-size.
 DEFAULT_PARTIAL_PACKETS_MAX: Final = 256 << 20
 
+#: Seconds a server's lease on a shared store lasts (see server/_cluster.py): how long
+#: its jobs wait after it died before another server adopts them.
+DEFAULT_LEASE: Final = 5.0
+
+#: Bounds of --lease: renewals every lease/3 must stay cheap (a statement each) and
+#: a server's jobs must not wait hours for adoption.
+MIN_LEASE: Final = 1.0
+MAX_LEASE: Final = 3600.0
+
 #: Seconds SIGTERM waits for running jobs before closing every connection anyway.
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
 
@@ -91,6 +100,10 @@ class ServerConfig:
         packet_timeout: seconds a started packet has to arrive in full (0 = no limit).
         partial_packets_max: bytes all connections together may hold in partly received
             packets (0 = no limit).
+        server_id: this server's name in a store shared by several servers ("" =
+            ``<host name>:<port>``); see server/_cluster.py.
+        lease: seconds a shared store's lease lasts without renewal (renewed every
+            third of it); after that another server adopts this one's stored jobs.
     """
 
     listen: tuple[str, ...] = ()
@@ -140,3 +153,5 @@ class ServerConfig:
     http_protocol: bool = False
     packet_timeout: float = DEFAULT_PACKET_TIMEOUT
     partial_packets_max: int = DEFAULT_PARTIAL_PACKETS_MAX
+    server_id: str = ""
+    lease: float = DEFAULT_LEASE

@@ -13,15 +13,17 @@ import asyncio
 import logging
 import math
 import os
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gearshift.broker import Broker, Job, Outcome, Schedule
 from gearshift.broker._model import Ack
+from gearshift.server._cluster import LeaseKeeper, restore_jobs
 from gearshift.server._config import ServerConfig, StartupError
 
 if TYPE_CHECKING:
-    from gearshift.store import GroupCommitter, Store, StoredOutcome
+    from gearshift.store import FencedError, GroupCommitter, Store, StoredOutcome
 
 log = logging.getLogger("gearshift.server")
 
@@ -35,6 +37,8 @@ class DurableStore:
         self.committer = committer
         self.broker = broker
         self.on_change = on_change
+        #: renews the lease of a store shared by several servers (None otherwise)
+        self.keeper: LeaseKeeper | None = None
 
     def add(self, job: Job) -> None:
         from gearshift.store import StoredJob
@@ -99,32 +103,56 @@ class DurableStore:
 
     async def close(self) -> None:
         await self.committer.close()
+        if self.keeper is not None:
+            await self.keeper.close()
         await self.store.close()
 
 
-async def open_durable(config: ServerConfig, broker: Broker,
-                       on_change: Callable[[], None]) -> DurableStore:
-    """Open the configured store, replay it into the broker, and hook it up.
+async def open_durable(config: ServerConfig, broker: Broker, on_change: Callable[[], None],
+                       on_fenced: Callable[[FencedError], None] | None = None
+                       ) -> DurableStore:
+    """Open the configured store, claim this server's share of it, replay that into the
+    broker, and hook it up.
 
     Raises:
-        StartupError: the store cannot be opened (unreachable database, bad URL...).
+        StartupError: the store cannot be opened (unreachable database, bad URL, an
+            SQLite file another server holds...).
     """
     from gearshift.store import GroupCommitter, StoreError, open_store
 
+    server_id = config.server_id or f"{socket.gethostname()}:{config.port}"
     try:
         os.makedirs(config.data_dir, exist_ok=True)
         store = open_store(config.store, data_dir=config.data_dir)
         await store.open()
-        boot = await store.boot()
-        stored = await store.load()
-        outcomes = await store.load_outcomes()
-        schedules = await store.load_schedules()
-        flows = await store.load_flows()
+        claimed_at = broker.clock()
+        try:
+            live = await store.claim(server_id, config.lease)
+            boot = await store.boot()
+            stored = await store.load()
+            outcomes = await store.load_outcomes()
+            schedules = await store.load_schedules()
+            flows = await store.load_flows()
+        except BaseException:
+            await store.close()
+            raise
     except (StoreError, OSError, ValueError) as exc:
         raise StartupError(f"cannot open store {config.store!r}: {exc}") from exc
+    if store.shared:
+        broker.server_id = server_id
+        log.info("server id %r holds a %.1fs lease on %s", server_id, config.lease,
+                 store.description)
+        if not config.server_id and not config.port:
+            log.warning("port 0 gives every such server the id %r: give each one a "
+                        "--server-id when several share %s", server_id, store.description)
+        if live:
+            log.warning("the lease of server id %r was still live: a restart right after "
+                        "a crash, or another process with the same --server-id (now "
+                        "fenced off)", server_id)
     # Handles embed the boot counter so a handle is never reused across restarts.
     broker.set_handle_prefix(f"{config.job_handle_prefix}:{boot}.".encode())
-    durable = DurableStore(store, GroupCommitter(store), broker, on_change)
+    durable = DurableStore(store, GroupCommitter(store, on_fenced=on_fenced), broker,
+                           on_change)
     broker.store = durable  # restoring may delete expired outcomes
     for name, setting in flows.items():  # pauses and limits first: before any job runs
         try:
@@ -133,9 +161,7 @@ async def open_durable(config: ServerConfig, broker: Broker,
             log.error("stored flow setting of %r is unusable and was skipped: %s", name, exc)
     if flows:
         log.info("restored admin flow settings of %d functions", len(flows))
-    for job in stored:
-        broker.restore(job.handle, job.function, job.unique, job.data, job.priority,
-                       job.when, job.reducer, job.retries, job.submitted)
+    restore_jobs(broker, stored)
     if stored:
         log.warning("replayed %d stored background jobs", len(stored))
     kept = sum(broker.restore_outcome(from_stored_outcome(o)) for o in outcomes)
@@ -149,6 +175,9 @@ async def open_durable(config: ServerConfig, broker: Broker,
                                              sched.last_fired))
         except ValueError as exc:
             log.error("stored schedule %r is unusable and was skipped: %s", sched.key, exc)
+    if store.shared and on_fenced is not None:
+        durable.keeper = LeaseKeeper(store, broker, config.lease, on_change, on_fenced)
+        durable.keeper.start(claimed_at)
     return durable
 
 

@@ -97,7 +97,7 @@ async def _serve(config: ServerConfig, logs: ReopenableLog, user: User | None = 
         notifier.stopping()  # an admin shutdown, or after SIGTERM (sent once)
         if config.pid_file:
             remove_pid_file(config.pid_file)
-    return 0
+    return server.exit_status
 
 
 #: Young-generation threshold for the cyclic GC. Every queued job is a tracked object;

@@ -82,6 +82,8 @@ class Server:
         self._accept_errors: AcceptErrorLog | None = None
         #: the HTTP listener (gearshift.http), when --http-port was given
         self.http: Any = None
+        #: what ``gearshift serve`` exits with once closed: 3 after being fenced
+        self.exit_status = 0
 
     # -------------------------------------------------------------- lifecycle
 
@@ -102,7 +104,8 @@ class Server:
         self._accept_errors = AcceptErrorLog(self._loop.get_exception_handler())
         self._loop.set_exception_handler(self._accept_errors)
         if self.config.store != "memory":
-            self.durable = await open_durable(self.config, self.broker, self.pump.after_batch)
+            self.durable = await open_durable(self.config, self.broker, self.pump.after_batch,
+                                              self._fenced)
         hosts: list[str] | None = list(self.config.listen) or None
         try:
             for host in hosts or [None]:  # type: ignore[list-item]
@@ -225,6 +228,20 @@ class Server:
         if self.config.keepalive:
             set_keepalive(sock, self.config.keepalive_idle, self.config.keepalive_interval,
                           self.config.keepalive_count)
+
+    def _fenced(self, exc: Exception) -> None:
+        """Another server adopted this one's stored jobs (its lease was lost): stop at
+        once, handing out nothing more (server/_cluster.py says why)."""
+        if self.exit_status:
+            return
+        self.exit_status = 3
+        self.broker.lease_until = 1.0  # long past: no job is handed out from now on
+        log.critical("%s; stopping now: this server's stored jobs belong to another "
+                     "server (exit status 3)", exc)
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self.close(graceful=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _shutdown_requested(self, how: str) -> None:
         """An admin ``shutdown`` (or ``shutdown graceful``) was accepted."""

@@ -8,6 +8,8 @@ nothing outside the standard library.
 from gearshift.store._base import (
     OUTCOME_STATES,
     Batch,
+    FencedError,
+    LeaseInfo,
     Store,
     StoredJob,
     StoredOutcome,
@@ -20,7 +22,9 @@ from gearshift.store._open import open_store, redact
 __all__ = [
     "OUTCOME_STATES",
     "Batch",
+    "FencedError",
     "GroupCommitter",
+    "LeaseInfo",
     "Store",
     "StoreError",
     "StoredJob",

@@ -9,6 +9,7 @@ Error tree::
 
     Exception
      +-- StoreError        any failure to reach or write the store; message is for humans
+          +-- FencedError  this server's lease was taken over (see Store.claim)
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ class StoreError(Exception):
     ``"PostgreSQL at 127.0.0.1:5432 unreachable: connection refused"``, because it ends up
     in ``ERROR QUEUE_ERROR`` packets and in startup failures read by operators.
     """
+
+
+class FencedError(StoreError):
+    """Another server adopted this server's stored jobs: its lease is gone.
+
+    Raised by :meth:`Store.apply` and :meth:`Store.renew` of a store shared by several
+    servers once this server's lease epoch is no longer the one in the store (it was
+    paused or cut off for longer than its lease, or a second process started with the
+    same server id). Nothing of the failed call was written. The server must stop
+    serving stored work: it cannot know which of its jobs now belong to someone else.
+    """
+
+
+@dataclass(slots=True)
+class LeaseInfo:
+    """One server of a shared store, as its lease row says (``gearshift admin``)."""
+
+    server_id: str
+    epoch: int              # bumped by every claim and every adoption (the fencing token)
+    expires_in: float       # seconds until the lease expires, by the database's clock
+    adopted_by: str         # who took its jobs after it expired; "" = nobody (yet)
+    jobs: int               # stored jobs it owns now (-1: not counted)
 
 
 #: Priorities as stored (the same numbers as the broker uses).
@@ -215,6 +238,50 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections and threads; safe to call twice."""
+
+    # ------------------------------------------------- several servers, one store
+
+    #: Whether several servers may share this store (leases, adoption, fencing).
+    #: False: the store is for one server at a time, which :meth:`claim` may enforce.
+    shared: bool = False
+
+    async def claim(self, server_id: str, lease: float) -> bool:
+        """Become the server ``server_id`` of this store, before :meth:`load`.
+
+        A shared store registers (or takes back) the server's lease for ``lease``
+        seconds, bumping its epoch so an older process with the same id is fenced, and
+        from then on :meth:`load` returns only the jobs this server owns and every
+        :meth:`apply` writes only while the lease epoch is still this one (else
+        :class:`FencedError`). A store for one server may refuse a second one here
+        (:class:`StoreError`). Returns whether a lease for ``server_id`` was still live
+        (a restart right after a crash, or a second process with the same id). The
+        default does nothing.
+        """
+        return False
+
+    async def renew(self) -> tuple[list[str], list[StoredJob]]:
+        """Renew this server's lease and adopt the jobs of servers whose lease expired.
+
+        Called every ``lease / 3`` seconds after :meth:`claim`. Returns the servers
+        adopted and their jobs (queued and running ones alike, insertion order), which
+        now belong to this server. Raises :class:`FencedError` when this server's lease
+        was taken over.
+        """
+        return [], []
+
+    async def release(self) -> None:
+        """Give up the lease at a clean shutdown, so another server adopts the jobs
+        left at once instead of after the lease runs out. The default does nothing."""
+        return None
+
+    async def leases(self) -> list[LeaseInfo]:
+        """Every server's lease in a shared store (none otherwise), with job counts."""
+        return []
+
+    def cluster_view(self) -> list[LeaseInfo]:
+        """Every server's lease as the last :meth:`renew` saw it, without I/O (``jobs``
+        is -1: not counted). What ``gearshift admin --cluster`` shows."""
+        return []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"

@@ -12,7 +12,9 @@ when the queue is empty; :meth:`close` flushes and waits for it.
 Error handling: a failed batch fails the futures of its adds with the :class:`StoreError`
 (the server answers ``ERROR QUEUE_ERROR``); its removes, retry counts, outcomes,
 schedules and flow settings are kept and retried with the next batch, after a backoff
-that doubles up to ``max_backoff``.
+that doubles up to ``max_backoff``. A :class:`FencedError` (another server adopted this
+one's jobs) is final: everything queued fails with it, the committer closes, and
+``on_fenced`` is told.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from gearshift.store._base import (
     Batch,
+    FencedError,
     Store,
     StoredJob,
     StoredOutcome,
@@ -51,8 +55,10 @@ class GroupCommitter:
     """
 
     def __init__(self, store: Store, *, min_backoff: float = MIN_BACKOFF_S,
-                 max_backoff: float = MAX_BACKOFF_S) -> None:
+                 max_backoff: float = MAX_BACKOFF_S,
+                 on_fenced: Callable[[FencedError], None] | None = None) -> None:
         self.store = store
+        self.on_fenced = on_fenced
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self._pending = Batch()
@@ -60,6 +66,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._backoff = 0.0
         self._closed = False
+        self._fenced: FencedError | None = None  # why the committer closed, if fenced
         #: Statistics, for benchmarks, ``repr`` and ``/metrics`` (one update per batch).
         self.commits = 0
         self.failures = 0
@@ -78,7 +85,8 @@ class GroupCommitter:
         """Queue ``job``; the future resolves when it is committed (or fails: StoreError)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed:
-            future.set_exception(StoreError(f"{self.store.description}: committer closed"))
+            future.set_exception(self._fenced or StoreError(
+                f"{self.store.description}: committer closed"))
             return future
         self._pending.adds.append(job)
         self._waiters.append(future)
@@ -104,7 +112,8 @@ class GroupCommitter:
         once it is durable."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed:
-            future.set_exception(StoreError(f"{self.store.description}: committer closed"))
+            future.set_exception(self._fenced or StoreError(
+                f"{self.store.description}: committer closed"))
             return future
         self._waiters.append(future)
         self._kick()
@@ -169,6 +178,16 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             await self.store.apply(batch)
+        except FencedError as exc:
+            # Nothing more may be written: the jobs are someone else's now.
+            self._closed = True
+            self._fenced = exc
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
+            self._fail_all(exc)
+            if self.on_fenced is not None:
+                self.on_fenced(exc)
         except StoreError as exc:
             self._failed(batch, waiters, exc)
         except Exception as exc:  # a driver bug must not strand the waiters

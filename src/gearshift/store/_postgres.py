@@ -11,8 +11,14 @@ once. PostgreSQL's default ``synchronous_commit = on`` makes a commit durable.
 
 Tables: ``<table>``, ``<table>_meta``, ``<table>_outcomes``, ``<table>_schedules``,
 ``<table>_flows`` (admin flow settings); times are ``DOUBLE PRECISION`` (exact for a
-Python float). A job table made by an older version gains its ``submitted`` column on
-first connect.
+Python float). A job table made by an older version gains its ``submitted`` and
+``owner`` columns on first connect.
+
+Several servers may share the tables (``shared``): after :meth:`PostgresStore.claim`
+every job row carries its owner, every batch is fenced by the server's lease epoch, and
+:meth:`PostgresStore.renew` keeps the lease and adopts dead servers' jobs (SQL in
+:mod:`._pg_cluster`). Without a claim (``gearshift import``, benchmarks) rows have no
+owner and nothing is fenced.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from gearshift.store import _pg_cluster as cluster
 from gearshift.store._base import (
     Batch,
+    LeaseInfo,
     Store,
     StoredJob,
     StoredOutcome,
@@ -31,6 +39,7 @@ from gearshift.store._base import (
     StoreError,
 )
 from gearshift.store._open import query_option, redact, table_name
+from gearshift.store._pg_cluster import fence_cte
 from gearshift.store._record import pack_reasons, unpack_reasons
 
 T = TypeVar("T")
@@ -74,6 +83,11 @@ class PostgresStore(Store):
         self.url = redact(url)
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        #: (server id, lease epoch, lease seconds) once claimed; None: no owner, no fence
+        self._claim: tuple[str, int, float] | None = None
+        self._leases: list[LeaseInfo] = []  # as the last renewal saw them
+
+    shared = True
 
     async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
         async with self._lock:
@@ -130,10 +144,15 @@ class PostgresStore(Store):
         return await self._call("boot counter update", bump)
 
     async def load(self) -> list[StoredJob]:
+        claim = self._claim
+
         async def read(conn: Any) -> list[StoredJob]:
-            rows = await conn.fetch(
-                "SELECT handle, function, unique_key, data, priority, when_to_run, reducer, "
-                f"retries, submitted FROM {self.table} ORDER BY seq")
+            if claim is None:
+                rows = await conn.fetch(
+                    f"SELECT {cluster.JOB_COLUMNS} FROM {self.table} ORDER BY seq")
+            else:
+                rows = await conn.fetch(f"SELECT {cluster.JOB_COLUMNS} FROM {self.table} "
+                                        "WHERE owner = $1 ORDER BY seq", claim[0])
             return [StoredJob(*row) for row in rows]
 
         return await self._call("load", read)
@@ -169,15 +188,67 @@ class PostgresStore(Store):
         batch = batch.normalized()
         if not batch:
             return
-        sql, args = _apply_statement(self.table, batch)
+        claim = self._claim
+        sql, args = _apply_statement(self.table, batch,
+                                     None if claim is None else (claim[0], claim[1]))
 
         async def write(conn: Any) -> None:
             # One statement is one implicit transaction and one round trip. Its parts
             # cannot see each other's rows, which is fine: a normalized batch never
             # touches one handle (or one schedule key) twice.
-            await conn.execute(sql, *args)
+            if claim is None:
+                await conn.execute(sql, *args)
+            elif not await conn.fetchval(sql, *args):
+                raise cluster.fenced(claim[0], claim[1], self.description)
 
         await self._call("write", write)
+
+    # ------------------------------------------------- several servers, one store
+
+    async def claim(self, server_id: str, lease: float) -> bool:
+        async def take(conn: Any) -> tuple[int, bool]:
+            return await cluster.claim(conn, self.table, server_id, lease)
+
+        epoch, live = await self._call("lease claim", take)
+        self._claim = (server_id, epoch, lease)
+        return live
+
+    async def renew(self) -> tuple[list[str], list[StoredJob]]:
+        if self._claim is None:
+            return [], []
+        server_id, epoch, lease = self._claim
+
+        async def extend(conn: Any) -> tuple[list[str], list[StoredJob]]:
+            ok, infos = await cluster.renew(conn, self.table, server_id, epoch, lease)
+            if not ok:
+                raise cluster.fenced(server_id, epoch, self.description)
+            self._leases = infos
+            dead = cluster.expired(infos, server_id)
+            if not dead:
+                return [], []
+            return await cluster.adopt(conn, self.table, server_id, epoch, dead,
+                                       self.description)
+
+        return await self._call("lease renewal", extend)
+
+    async def release(self) -> None:
+        if self._claim is None:
+            return
+        server_id, epoch, _ = self._claim
+
+        async def expire(conn: Any) -> None:
+            await cluster.release(conn, self.table, server_id, epoch)
+
+        await self._call("lease release", expire)
+
+    def cluster_view(self) -> list[LeaseInfo]:
+        return list(self._leases)
+
+    async def leases(self) -> list[LeaseInfo]:
+        async def read(conn: Any) -> list[LeaseInfo]:
+            return await cluster.leases(conn, self.table)
+
+        return await self._call("lease listing", read)
 
     async def close(self) -> None:
         async with self._lock:
@@ -198,9 +269,10 @@ _SCHEDULE_TYPES = ("bytea", "bytea", "bytea", "text", "bytea", "smallint", "floa
 
 
 async def _create_schema(conn: Any, t: str) -> None:
-    """Create missing tables; add ``submitted`` to a job table made before it existed.
+    """Create missing tables; add ``submitted`` and ``owner`` to a job table made before
+    they existed (``owner`` NULL: the next server to claim the store takes the rows).
 
-    The ALTER runs only when the column is missing: it takes an exclusive lock, which
+    The ALTER runs only when a column is missing: it takes an exclusive lock, which
     every reconnect would otherwise queue behind the table's readers and writers for.
     """
     await conn.execute(
@@ -208,7 +280,8 @@ async def _create_schema(conn: Any, t: str) -> None:
         "handle BYTEA NOT NULL UNIQUE, function BYTEA NOT NULL, "
         "unique_key BYTEA NOT NULL, data BYTEA NOT NULL, priority SMALLINT NOT NULL, "
         "when_to_run BIGINT NOT NULL, reducer BYTEA NOT NULL, retries INTEGER NOT NULL, "
-        "submitted DOUBLE PRECISION NOT NULL DEFAULT 0);"
+        "submitted DOUBLE PRECISION NOT NULL DEFAULT 0, owner TEXT);"
+        f"{cluster.lease_schema(t)};"
         f"CREATE TABLE IF NOT EXISTS {t}_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL);"
         f"CREATE TABLE IF NOT EXISTS {t}_outcomes (seq BIGSERIAL PRIMARY KEY, "
         "handle BYTEA NOT NULL UNIQUE, function BYTEA NOT NULL, unique_key BYTEA NOT NULL, "
@@ -223,18 +296,32 @@ async def _create_schema(conn: Any, t: str) -> None:
         f"CREATE TABLE IF NOT EXISTS {t}_flows (seq BIGSERIAL PRIMARY KEY, "
         "function BYTEA NOT NULL UNIQUE, setting TEXT NOT NULL)"
     )
-    present = await conn.fetchval(
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) "
-        "AND attname = 'submitted' AND NOT attisdropped", t)
-    if not present:
-        await conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS "
-                           "submitted DOUBLE PRECISION NOT NULL DEFAULT 0")
+    present = set(await conn.fetchval(
+        "SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+        "AND attname IN ('submitted', 'owner') AND NOT attisdropped", t) or ())
+    missing = [f"ADD COLUMN IF NOT EXISTS {column}" for name, column in (
+        ("submitted", "submitted DOUBLE PRECISION NOT NULL DEFAULT 0"),
+        ("owner", "owner TEXT")) if name not in present]
+    if missing:
+        await conn.execute(f"ALTER TABLE {t} {', '.join(missing)}")
 
 
-def _apply_statement(t: str, batch: Batch) -> tuple[str, list[Any]]:
-    """The one statement (and its arguments) that writes a normalized ``batch``."""
+def _apply_statement(t: str, batch: Batch, fence: tuple[str, int] | None = None
+                     ) -> tuple[str, list[Any]]:
+    """The one statement (and its arguments) that writes a normalized ``batch``.
+
+    With ``fence`` (server id, lease epoch) every part writes only while that epoch is
+    current (the CTE ``ok``), new rows get the server as owner, deletes and updates
+    touch only its own rows, and the statement returns 1 when it wrote (0: fenced).
+    """
     args: list[Any] = []
     ctes: list[str] = []
+    owner = mine = only = ""
+    if fence is not None:
+        args.extend(fence)
+        ctes.append(fence_cte(t, 1, 2))
+        owner, mine, only = ", owner", " AND owner = $1", " WHERE EXISTS (SELECT 1 FROM ok)"
+    ok = only.replace(" WHERE ", " AND ")
 
     def unnest(types: tuple[str, ...], columns: list[list[Any]]) -> str:
         first = len(args) + 1
@@ -253,12 +340,12 @@ def _apply_statement(t: str, batch: Batch) -> tuple[str, list[Any]]:
                        [j.reducer for j in a], [j.retries for j in a],
                        [j.submitted for j in a]])
         ctes.append(f"ins AS (INSERT INTO {t} (handle, function, unique_key, data, priority, "
-                    "when_to_run, reducer, retries, submitted) "
-                    f"SELECT h, f, u, d, p, w, r, n, s FROM unnest({cols}) WITH ORDINALITY "
-                    "AS x(h, f, u, d, p, w, r, n, s, o) ORDER BY o)")
+                    f"when_to_run, reducer, retries, submitted{owner}) "
+                    f"SELECT h, f, u, d, p, w, r, n, s{owner and ', $1'} FROM unnest({cols}) "
+                    f"WITH ORDINALITY AS x(h, f, u, d, p, w, r, n, s, o){only} ORDER BY o)")
     if batch.removes:
         ctes.append(f"del AS (DELETE FROM {t} "
-                    f"WHERE handle = ANY({unnest(('bytea',), [batch.removes])}))")
+                    f"WHERE handle = ANY({unnest(('bytea',), [batch.removes])}){mine}{ok})")
     if batch.retries or batch.when:
         # One UPDATE for both: two in one statement must not touch the same row. NULL
         # in either array keeps the stored value.
@@ -268,7 +355,7 @@ def _apply_statement(t: str, batch: Batch) -> tuple[str, list[Any]]:
                        [batch.when.get(h) for h in handles]])
         ctes.append(f"upd AS (UPDATE {t} SET retries = COALESCE(y.n, {t}.retries), "
                     f"when_to_run = COALESCE(y.w, {t}.when_to_run) FROM unnest({cols}) "
-                    f"AS y(h, n, w) WHERE {t}.handle = y.h)")
+                    f"AS y(h, n, w) WHERE {t}.handle = y.h{mine}{ok})")
     stored = [o for o in batch.outcomes.values() if o is not None]
     if stored:
         rows = [(o.handle, o.function, o.unique, o.state, o.result, o.attempts, o.submitted,
@@ -281,13 +368,14 @@ def _apply_statement(t: str, batch: Batch) -> tuple[str, list[Any]]:
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names[1:])
         ctes.append(f"oup AS (INSERT INTO {t}_outcomes ({_OUTCOME_COLUMNS}) "
                     f"SELECT {_OUTCOME_COLUMNS} FROM unnest({cols}) WITH ORDINALITY "
-                    f"AS x({_OUTCOME_COLUMNS}, o) ORDER BY o ON CONFLICT (handle) DO UPDATE "
+                    f"AS x({_OUTCOME_COLUMNS}, o){only} ORDER BY o "
+                    "ON CONFLICT (handle) DO UPDATE "
                     f"SET {updates}, seq = nextval(pg_get_serial_sequence('{t}_outcomes', "
                     "'seq')))")
     gone = [h for h, o in batch.outcomes.items() if o is None]
     if gone:
         ctes.append(f"odel AS (DELETE FROM {t}_outcomes "
-                    f"WHERE handle = ANY({unnest(('bytea',), [gone])}))")
+                    f"WHERE handle = ANY({unnest(('bytea',), [gone])}){ok})")
     kept = [s for s in batch.schedules.values() if s is not None]
     if kept:
         srows = [(s.key, s.function, s.unique, s.cron, s.data, s.priority, s.last_fired)
@@ -297,20 +385,22 @@ def _apply_statement(t: str, batch: Batch) -> tuple[str, list[Any]]:
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCHEDULE_COLUMNS.split(", ")[1:])
         ctes.append(f"sup AS (INSERT INTO {t}_schedules ({_SCHEDULE_COLUMNS}) "
                     f"SELECT {_SCHEDULE_COLUMNS} FROM unnest({cols}) WITH ORDINALITY "
-                    f"AS x({_SCHEDULE_COLUMNS}, o) ORDER BY o "
+                    f"AS x({_SCHEDULE_COLUMNS}, o){only} ORDER BY o "
                     f"ON CONFLICT (skey) DO UPDATE SET {updates})")
     dropped = [k for k, s in batch.schedules.items() if s is None]
     if dropped:
         ctes.append(f"sdel AS (DELETE FROM {t}_schedules "
-                    f"WHERE skey = ANY({unnest(('bytea',), [dropped])}))")
+                    f"WHERE skey = ANY({unnest(('bytea',), [dropped])}){ok})")
     flows = [(name, text) for name, text in batch.flows.items() if text is not None]
     if flows:
         cols = unnest(("bytea", "text"), tuples(flows, 2))
         ctes.append(f"fup AS (INSERT INTO {t}_flows (function, setting) "
-                    f"SELECT f, s FROM unnest({cols}) WITH ORDINALITY AS x(f, s, o) ORDER BY o "
-                    "ON CONFLICT (function) DO UPDATE SET setting = EXCLUDED.setting)")
+                    f"SELECT f, s FROM unnest({cols}) WITH ORDINALITY AS x(f, s, o){only} "
+                    "ORDER BY o ON CONFLICT (function) DO UPDATE SET setting = EXCLUDED.setting)")
     unflowed = [name for name, text in batch.flows.items() if text is None]
     if unflowed:
         ctes.append(f"fdel AS (DELETE FROM {t}_flows "
-                    f"WHERE function = ANY({unnest(('bytea',), [unflowed])}))")
+                    f"WHERE function = ANY({unnest(('bytea',), [unflowed])}){ok})")
+    if fence is not None:
+        return f"WITH {', '.join(ctes)} SELECT count(*) FROM ok", args
     return f"WITH {', '.join(ctes)} SELECT 1", args

@@ -15,6 +15,7 @@ first open (existing rows read 0, "unknown").
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sqlite3
 from collections.abc import Callable
@@ -57,6 +58,7 @@ class SQLiteStore(Store):
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._claim_fd: int | None = None  # the held lock file (see claim)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -187,7 +189,37 @@ class SQLiteStore(Store):
 
         await self._call("write", write)
 
+    async def claim(self, server_id: str, lease: float) -> bool:
+        """Refuse a second server on this file and table: SQLite is one server's store.
+
+        An exclusive ``flock`` on ``<path>.<table>.lock``, held until :meth:`close`
+        (the kernel drops it when the process dies, so a crash leaves no stale lock).
+        The file says who holds it, for the error message.
+        """
+        path = f"{self.path}.{self.table}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{self.description}: cannot open lock file {path}: {exc}"
+                             ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"{self.description} (table {self.table}) is in use by another gearshift "
+                f"server ({holder}); SQLite serves one server at a time: give each server "
+                "its own file, or share PostgreSQL between servers") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"server {server_id}, pid {os.getpid()}\n".encode(), 0)
+        self._claim_fd = fd
+        return False
+
     async def close(self) -> None:
+        if self._claim_fd is not None:
+            fd, self._claim_fd = self._claim_fd, None
+            os.close(fd)  # releases the flock
         if self._executor is None:
             return
         executor, self._executor = self._executor, None

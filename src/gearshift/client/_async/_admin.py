@@ -29,7 +29,7 @@ from gearshift.client._errors import (
     GearmanTimeout,
     UnknownJob,
 )
-from gearshift.client._models import FunctionLimits, JobOutcome, Priority, Schedule
+from gearshift.client._models import ClusterServer, FunctionLimits, JobOutcome, Priority, Schedule
 from gearshift.client._servers import Address, parse_servers
 from gearshift.client._tls import TlsChoice
 from gearshift.protocol import RES, PacketReader, ProtocolError
@@ -164,6 +164,12 @@ class AsyncAdminClient:
     async def schedules(self) -> list[Schedule]:
         return [self._record(Schedule.from_json, raw.decode("utf-8", "replace"))
                 for raw in await self.listing("schedules")]
+
+    async def cluster(self) -> list[ClusterServer]:
+        """The servers sharing the server's store and their leases (empty when its store
+        is its own)."""
+        return [self._record(ClusterServer.from_json, raw.decode("utf-8", "replace"))
+                for raw in await self.listing("cluster")]
 
     async def add_schedule(self, function: str | bytes, cron: str, data: bytes = b"",
                            unique: str | bytes = "",

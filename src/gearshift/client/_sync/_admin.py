@@ -31,7 +31,7 @@ from gearshift.client._errors import (
     GearmanTimeout,
     UnknownJob,
 )
-from gearshift.client._models import FunctionLimits, JobOutcome, Priority, Schedule
+from gearshift.client._models import ClusterServer, FunctionLimits, JobOutcome, Priority, Schedule
 from gearshift.client._servers import Address, parse_servers
 from gearshift.client._tls import TlsChoice
 from gearshift.protocol import RES, PacketReader, ProtocolError
@@ -166,6 +166,12 @@ class AdminClient:
     def schedules(self) -> list[Schedule]:
         return [self._record(Schedule.from_json, raw.decode("utf-8", "replace"))
                 for raw in self.listing("schedules")]
+
+    def cluster(self) -> list[ClusterServer]:
+        """The servers sharing the server's store and their leases (empty when its store
+        is its own)."""
+        return [self._record(ClusterServer.from_json, raw.decode("utf-8", "replace"))
+                for raw in self.listing("cluster")]
 
     def add_schedule(self, function: str | bytes, cron: str, data: bytes = b"",
                            unique: str | bytes = "",

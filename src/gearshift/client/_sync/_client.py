@@ -10,7 +10,8 @@ loop therefore runs unchanged with blocking sockets in the generated sync client
 timed-out or cancelled wait leaves the connection consistent (late replies are routed to
 tasks nobody waits for any more).
 
-Failover: a job goes to the server its unique key hashes to, or round-robin without one;
+Failover: a job goes to the server its unique key hashes to (consistent hashing, see
+:class:`~gearshift.client._servers.Selector`), or round-robin without one;
 if that server refuses the connection or drops it before JOB_CREATED, the job is sent to
 the next server. Servers that failed are skipped for a backoff period (tried last).
 """
@@ -121,8 +122,9 @@ class Client:
     def __init__(self, servers: str | Sequence[str | Address] | None = None, *,
                  exceptions: bool = True, timeout: float | None = None,
                  connect_timeout: float = 5.0, ssl: SSLContext | bool | None = None) -> None:
-        self._links = [ServerLink(a) for a in parse_servers(servers)]
-        self._selector = Selector(len(self._links))
+        addresses = parse_servers(servers)
+        self._links = [ServerLink(a) for a in addresses]
+        self._selector = Selector(addresses)
         self._io = Lock()
         self.exceptions = exceptions
         self.timeout = timeout
