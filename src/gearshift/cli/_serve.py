@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "serve", help="run the job server",
         description="Run a Gearman-compatible job server. Options follow gearmand's spellings.",
     )
-    p.add_argument("-L", "--listen", action="append", default=[], metavar="ADDRESS",
+    p.add_argument("-L", "--listen", action="append", default=None, metavar="ADDRESS",
                    help="address to listen on (repeatable; default: localhost only -- "
                         "gearmand's default is every address: -L 0.0.0.0 -L ::)")
     p.add_argument("--acl", type=_arg(load_acl), default=None, metavar="FILE",
@@ -303,7 +303,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.max_packet_size is not None:
         kwargs["max_packet_size"] = args.max_packet_size
     return ServerConfig(
-        listen=tuple(args.listen) or DEFAULT_LISTEN,
+        listen=tuple(args.listen or ()) or DEFAULT_LISTEN,
         admin_from=parse_admin_from(args.admin_from),
         port=port,
         backlog=args.backlog,
