@@ -16,6 +16,7 @@ from gearshift.testing import GearshiftServer, ServerProcess, wait_until
 
 from .conftest import running
 from .test_client_async import working
+from .test_worker_timeouts import napper
 
 Names = Callable[[str], str]
 
@@ -77,14 +78,7 @@ def test_cancelled_sync_handler_is_stopped(gearshift: ServerProcess, fname: Name
 
 def test_cancelled_coroutine_is_cancelled(gearshift: ServerProcess, fname: Names) -> None:
     cancelled = threading.Event()
-
-    async def nap(job: object) -> bytes:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return b"never"
+    nap = napper(cancelled)
 
     async def main() -> None:
         worker = AsyncWorker([gearshift.address])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -42,9 +42,8 @@ def test_python_handler_is_interrupted_at_its_timeout(server: ServerProcess,
     assert worker.jobs_failed == 1
 
 
-def test_coroutine_is_cancelled_at_its_timeout(server: ServerProcess, fname: Names) -> None:
-    cancelled = threading.Event()
-
+def napper(cancelled: threading.Event) -> Callable[[object], Awaitable[bytes]]:
+    """A coroutine job function that sleeps 30 s and sets ``cancelled`` if stopped."""
     async def nap(job: object) -> bytes:
         try:
             await asyncio.sleep(30)
@@ -52,6 +51,12 @@ def test_coroutine_is_cancelled_at_its_timeout(server: ServerProcess, fname: Nam
             cancelled.set()
             raise
         return b"never"
+    return nap
+
+
+def test_coroutine_is_cancelled_at_its_timeout(server: ServerProcess, fname: Names) -> None:
+    cancelled = threading.Event()
+    nap = napper(cancelled)
 
     async def main() -> None:
         worker = AsyncWorker([server.address], exceptions=True)
