@@ -70,15 +70,28 @@ class ChangeWatch:
     seconds-scale event, so inotify's immediacy buys nothing here.
     """
 
-    def __init__(self, paths: Sequence[str | Path]) -> None:
+    def __init__(self, paths: Sequence[str | Path], ignore: str | Path | None = None) -> None:
         self.paths = [Path(p) for p in paths]
+        # The supervisor's own status file (and its temporary twin) may sit under a
+        # watched directory: rewritten every second, it must not reload the pool.
+        self._ignored = Path(ignore).resolve() if ignore is not None else None
         self._seen = self._snapshot()
+
+    def _skip(self, path: Path) -> bool:
+        ignored = self._ignored
+        if ignored is None:
+            return False
+        resolved = path.resolve()
+        return resolved == ignored or (resolved.parent == ignored.parent
+                                       and resolved.name.startswith(f".{ignored.name}."))
 
     def _snapshot(self) -> dict[Path, float]:
         seen: dict[Path, float] = {}
         for root in self.paths:
             files = [root] if not root.is_dir() else [p for p in root.rglob("*") if p.is_file()]
             for path in files:
+                if self._skip(path):
+                    continue
                 with contextlib.suppress(OSError):
                     seen[path] = path.stat().st_mtime
         return seen

@@ -176,8 +176,10 @@ class WorkerProcesses:
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._failed = False
-        self._changes = ChangeWatch([os.fspath(p) for p in reload_on_change]) \
-            if reload_on_change else None
+        self._changes: ChangeWatch | None = None
+        if reload_on_change:
+            self._changes = ChangeWatch([os.fspath(p) for p in reload_on_change],
+                                        ignore=os.fspath(status_file) if status_file else None)
         self.status_file = status_file
         self._next_look = 0.0
 

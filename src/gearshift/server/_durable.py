@@ -119,10 +119,12 @@ async def open_durable(config: ServerConfig, broker: Broker, on_change: Callable
             SQLite file another server holds...).
     """
     from gearshift.store import GroupCommitter, StoreError, open_store
+    from gearshift.store._open import require_driver
 
     server_id = config.server_id or f"{socket.gethostname()}:{config.port}"
     try:
         os.makedirs(config.data_dir, exist_ok=True)
+        require_driver(config.store)
         store = open_store(config.store, data_dir=config.data_dir)
         await store.open()
         claimed_at = broker.clock()

@@ -62,16 +62,29 @@ def open_store(url: str, *, data_dir: str) -> Store:
         # The default file, keeping options: 'sqlite?table=jobs' (gearmand --libsqlite3-table).
         url = "sqlite://" + os.path.join(os.path.abspath(data_dir), DEFAULT_SQLITE_FILE)
         url += sep + query
-    if module_name in DRIVERS:
-        driver, extra = DRIVERS[module_name]
-        try:
-            importlib.import_module(driver)
-        except ImportError as exc:
-            raise ValueError(f"the {scheme}:// store needs {driver} (pip install "
-                             f"'gearshift[{extra}]'): {exc}") from None
     module = importlib.import_module(f"gearshift.store.{module_name}")
     store: Store = getattr(module, class_name)(url)
     return store
+
+
+def require_driver(url: str) -> None:
+    """Import the database driver a store URL needs, now: a missing one is named with
+    the extra that installs it, at startup, not as a bare ``No module named`` when the
+    store first connects. (``open_store`` itself imports no driver.)
+
+    Raises:
+        ValueError: the driver cannot be imported.
+    """
+    scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
+    module_name = BACKENDS.get(scheme, ("", ""))[0]
+    if module_name not in DRIVERS:
+        return
+    driver, extra = DRIVERS[module_name]
+    try:
+        importlib.import_module(driver)
+    except ImportError as exc:
+        raise ValueError(f"the {scheme}:// store needs {driver} (pip install "
+                         f"'gearshift[{extra}]'): {exc}") from None
 
 
 def query_option(url: str, name: str, default: str) -> str:
