@@ -106,6 +106,7 @@ def test_a_worker_may_only_register_what_it_may_work_on(server: GearshiftServer,
                               daemon=True)
     thread.start()
     thread.join(10)
+    assert rogue.registrations(server.address) == 1  # it did connect and ask
     with AdminClient(server.address, ssl=context(pki, "web"), timeout=10) as admin:
         workers = {w.fd: w.functions for w in admin.workers()}
     assert not any("mail.send" in funcs for funcs in workers.values() if funcs)

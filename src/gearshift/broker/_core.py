@@ -23,14 +23,14 @@ from dataclasses import replace
 from typing import Final
 
 from gearshift.broker._config import BrokerConfig, StoreHooks
-from gearshift.broker._flow import FlowSetting
+from gearshift.broker._flow import FlowSetting, flow_control
+from gearshift.broker._idle_functions import without_idle
 from gearshift.broker._jobs import JobTable
 from gearshift.broker._model import (
     DONE,
     QUEUED,
     SCHEDULED,
     Ack,
-    FlowControl,
     Function,
     Job,
     Peer,
@@ -248,36 +248,16 @@ class BrokerState:
         return func
 
     def _free_idle_functions(self) -> None:
-        """Forget function records that hold nothing: no jobs, workers or settings of
-        their own (gearmand keeps every name ever mentioned, so endless new names grow
-        it without bound). Runs when the records reach ``--max-idle-functions``; the
-        next run waits until there are twice as many as remain, so a table of busy
-        functions is not rescanned on every new name."""
-        kept: dict[bytes, Function] = {}
-        freed = 0
-        for name, func in self.functions.items():
-            if self._idle(func):
-                freed += 1
-            else:
-                kept[name] = func
-        self.functions = kept  # a new dict: a dict never shrinks its table in place
+        """Forget the function records that hold nothing (see ``_idle_functions``). Runs
+        when the records reach ``--max-idle-functions``; the next run waits until there
+        are twice as many as remain, so busy functions are not rescanned per new name."""
+        self.functions, freed = without_idle(self.functions, self.ready, self.config)
         self._last_function = None
-        self._sweep_at = max(self.config.max_idle_functions, 2 * len(kept))
+        self._sweep_at = max(self.config.max_idle_functions, 2 * len(self.functions))
         notify = self.notify
         if freed and notify is not None:
             notify(logging.INFO, f"forgot {freed} idle function records "
                    f"(--max-idle-functions {self.config.max_idle_functions})")
-
-    def _idle(self, func: Function) -> bool:
-        """Nothing would be lost by forgetting ``func``: recreated on next mention with
-        the same startup settings (--retry, --max-queue)."""
-        if func.total or func.workers or func.sleepers or func.uniques or func.payloads:
-            return False
-        if any(func in ready for ready in self.ready):
-            return False
-        configured = self.config.max_queue.for_function(func.name) \
-            if self.config.max_queue else None
-        return func.max_queue == (list(configured) if configured is not None else [0, 0, 0])
 
     def set_max_queue(self, name: bytes, limits: list[int]) -> None:
         """Admin ``maxqueue``: cap ``name`` now, or when it is first seen if it does not
@@ -476,19 +456,7 @@ class BrokerState:
         setting = self.flow_setting(func.name)
         if setting.max_queue is not None:
             func.max_queue = list(setting.max_queue)
-        old = func.flow
-        if not setting.limited:
-            func.flow = None
-        else:
-            rate = setting.rate
-            count, period = (rate.count, rate.period) if rate is not None else (0, 1.0)
-            concurrency = setting.concurrency if setting.concurrency is not None else -1
-            flow = FlowControl(concurrency, setting.paused, count, period,
-                               setting.weight or 1, self.now())
-            if old is not None and old.per_second == flow.per_second \
-                    and old.burst == flow.burst:
-                flow.tokens, flow.stamp = old.tokens, old.stamp
-            func.flow = flow
+        func.flow = flow_control(setting, func.flow, self.now()) if setting.limited else None
         self._reflow(func)
 
     def _reflow(self, func: Function) -> None:

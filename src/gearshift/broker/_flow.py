@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from gearshift.broker._model import FlowControl
 from gearshift.broker._patterns import FunctionPatterns
 
 #: Largest concurrency limit, rate count and weight accepted (bounds bad input; far
@@ -204,6 +205,18 @@ def _queue_limits(value: str, word: str) -> tuple[int, int, int]:
     numbers = [_whole(part, "maxqueue", word, 0) for part in parts]
     high, normal, low = numbers * 3 if len(numbers) == 1 else numbers
     return high, normal, low
+
+
+def flow_control(setting: FlowSetting, old: FlowControl | None, now: float) -> FlowControl:
+    """A limited function's run-time state for its effective ``setting``; a bucket
+    keeps its tokens while its rate stays the same (``old``: the state it replaces)."""
+    rate = setting.rate
+    count, period = (rate.count, rate.period) if rate is not None else (0, 1.0)
+    concurrency = setting.concurrency if setting.concurrency is not None else -1
+    flow = FlowControl(concurrency, setting.paused, count, period, setting.weight or 1, now)
+    if old is not None and old.per_second == flow.per_second and old.burst == flow.burst:
+        flow.tokens, flow.stamp = old.tokens, old.stamp
+    return flow
 
 
 class FlowRules:
