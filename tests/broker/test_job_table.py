@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from gearshift.broker import Broker, BrokerConfig, Function, Job
 from gearshift.broker._jobs import PAGE_SIZE, JobTable
+from gearshift.broker._numbers import decimal
+from gearshift.broker._packets import created_for, created_packet
 from gearshift.protocol import PacketType as P
 
 PREFIX = b"H:test:"
@@ -31,6 +33,26 @@ def test_minted_handles_are_prefix_and_number(func: Function) -> None:
     assert table[b"H:test:3"] is jobs[2]
     assert b"H:test:1" in table
     assert len(table) == 3
+
+
+@settings(max_examples=500)
+@given(st.integers(min_value=0, max_value=10**14)
+       | st.sampled_from([9_999, 10_000, 99_999_999, 10**8, 10**12 - 1, 10**12]))
+def test_handle_numbers_are_written_as_decimal(n: int) -> None:
+    # Handles are written from tables of digit groups, not formatted: every group
+    # boundary (and past the tables, from 10**12 on) must still read as %d.
+    assert b"".join(decimal(n)) == b"%d" % n
+
+
+@pytest.mark.parametrize("seq", [9_999, 10_000, 10_001, 123_456_789, 10**12 + 7])
+def test_handles_past_the_digit_tables_round_trip(func: Function, seq: int) -> None:
+    table = JobTable(PREFIX)
+    table._next = seq  # type: ignore[attr-defined]  # (private; no API skips numbers)
+    job = new_job(func)
+    table.add(job)
+    assert job.handle == b"H:test:%d" % seq
+    assert table.get(job.handle) is job
+    assert created_for(PREFIX, seq) == created_packet(job.handle)
 
 
 @pytest.mark.parametrize("handle", [

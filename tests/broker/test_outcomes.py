@@ -60,6 +60,25 @@ def test_background_result_is_kept_with_timestamps() -> None:
     assert got["unique"] == "u1"
 
 
+def test_what_one_loop_iteration_handles_shares_one_clock_reading() -> None:
+    # The broker reads the clock once per moment: from a batch that arrives with nothing
+    # awaiting a flush up to the flush (take_dirty), as one event-loop iteration does.
+    clock = Clock(1000.0)
+    broker = make_broker(clock)
+    c, w = broker.connect(), worker(broker, b"f")
+    take(w)  # nothing awaits a flush
+    broker.handle(c, P.SUBMIT_JOB_BG, b"f", b"", b"in")  # the JOB_CREATED awaits a flush
+    clock.advance(2)
+    broker.handle(w, P.GRAB_JOB)  # the same iteration: the same reading
+    clock.advance(3)
+    [(ptype, fields)] = take(w)  # the flush ends the moment
+    assert ptype == P.JOB_ASSIGN
+    handle = fields[0]
+    broker.handle(w, P.WORK_COMPLETE, handle, b"out")
+    got = result(broker, c, handle)
+    assert (got["submitted"], got["started"], got["ended"]) == (1000.0, 1000.0, 1005.0)
+
+
 def test_foreground_results_are_not_kept_and_unknown_handles_say_so() -> None:
     broker = make_broker()
     c, w = broker.connect(), worker(broker, b"f")

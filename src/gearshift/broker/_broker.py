@@ -44,6 +44,7 @@ from gearshift.broker._outcomes import EXCEPTION, FAILED
 from gearshift.broker._packets import (
     WORK_COMPLETE_HEAD,
     be32,
+    created_for,
     created_packet,
     error_packet,
     packet,
@@ -117,7 +118,10 @@ class Broker(WorkerDispatch):
             return
         dispatch = self._dispatch
         arity = self._arity
-        self._now = 0.0  # a new batch: the clock is read again when needed
+        # Nothing awaits a flush: a new moment, the clock is read again when needed.
+        # With peers dirty, a flush is due in this loop iteration (take_dirty starts the
+        # next moment), so the reads of one iteration share a reading (BrokerState.now).
+        self._now = self._now if self.dirty else 0.0
         for ptype, fields in packets:
             if peer.closed:
                 return
@@ -318,8 +322,7 @@ class Broker(WorkerDispatch):
             return
         job = Job(func, unique, data, priority, background)
         func.submitted += 1
-        self.jobs.add(job)
-        handle = job.handle
+        seq = self.jobs.add(job)
         if background or self.trace:
             self._submitted(job, peer)
         if reducer or when:
@@ -333,12 +336,15 @@ class Broker(WorkerDispatch):
             job.extras().waiting = [self._owe(peer)]
             self.store.add(job)
             return
-        created = created_packet(handle)
-        if not background:
+        if background:
+            # Written straight into the packet: nothing needs the handle again until a
+            # worker is given the job.
+            created = created_for(func.handle_prefix, seq)
+        else:
             more = job.extras()
             more.clients = [peer]
-            more.handle = handle  # JOB_ASSIGN and the work results need it again
-            more.created = created
+            handle = more.handle = job.handle  # JOB_ASSIGN and the work results need it
+            created = more.created = created_packet(handle)
             peer.attached.add(job)
         if not peer.out:
             self.dirty.append(peer)
@@ -422,7 +428,7 @@ class Broker(WorkerDispatch):
         says the packet ends the job (WORK_COMPLETE, WORK_FAIL, WORK_EXCEPTION).
         """
         job = peer.assigned
-        if job is not None and job.worker is peer and job.handle == handle:
+        if job is not None and job.worker is peer and peer.assigned_handle == handle:
             # The usual worker reports on the job it was given last: no table lookup
             # (job.worker is peer exactly while the job is in peer.held).
             return job

@@ -147,10 +147,14 @@ class BrokerState:
         self.trace = False
 
     def now(self) -> float:
-        """The clock, read at most once per batch of packets (``handle_packets``, a timer,
-        a store callback each start a new batch). Background jobs are stamped three
-        times in their life; reading ``time.time`` for each was ~300 instructions a
-        time, and jobs handled in one batch happen at the same moment anyway."""
+        """The clock, read at most once per moment: a moment ends at each flush
+        (:meth:`take_dirty`, once per event-loop iteration with output) and a new one
+        starts at a batch of packets arriving when nothing awaits a flush, a timer or a
+        store callback. Background jobs are stamped three times in their life; reading
+        ``time.time`` for each was ~300 instructions a time (a new moment per batch
+        still read it about once per job: a worker's WORK_COMPLETE + GRAB_JOB is a
+        batch), and what one loop iteration handles happens at the same moment anyway:
+        a reading is never older than the iteration."""
         t = self._now
         if t == 0.0:
             t = self._now = self.clock()
@@ -212,6 +216,7 @@ class BrokerState:
         """Peers with output waiting; the caller writes and clears their ``out``."""
         dirty = self.dirty
         self.dirty = []
+        self._now = 0.0  # the end of a moment (see now)
         if self._gated:
             # A peer can be listed twice (_park empties ``out`` while the peer stays
             # listed, so the next _send lists it again). Visit each once: a second _park

@@ -13,6 +13,7 @@ from typing import Final
 from mypy_extensions import u8
 
 from gearshift.broker._acl import Rights
+from gearshift.broker._numbers import decimal
 from gearshift.broker._retry import RetryPolicy
 
 # Priorities index the per-function queue lists; lower is more urgent.
@@ -67,7 +68,9 @@ class Peer:
         sleep_epoch: bumped on every PRE_SLEEP so stale wake-list entries are detectable.
         held: jobs assigned to this peer as a worker.
         assigned: the job assigned last, which a work result most likely names; held
-            while ``job.worker is peer``.
+            while ``job.worker is peer``. assigned_handle: its handle, as sent in the
+            JOB_ASSIGN (a background job's handle is not kept: it would be built again
+            to compare it with each work result's).
         attached: foreground jobs this peer, as a client, waits on.
         gates: while a JOB_CREATED owed to this peer waits for the store, the replies
             behind it, in order (:class:`Ack` slots and byte strings); None otherwise.
@@ -83,6 +86,7 @@ class Peer:
 
     __slots__ = (
         "assigned",
+        "assigned_handle",
         "attached",
         "backlog",
         "cancelled",
@@ -124,6 +128,7 @@ class Peer:
         self.held: set[Job] = set()
         self.attached: set[Job] = set()
         self.assigned: Job | None = None  # the job last assigned (it may be done since)
+        self.assigned_handle = b""
         self.closed = False
         self.gates: deque[Ack | bytes] | None = None
         self.gate_mark = 0
@@ -405,7 +410,8 @@ class Job:
         more = self.more
         if more is not None and more.handle:
             return more.handle
-        return b"%s%d" % (self.function.handle_prefix, self.seq)
+        high, middle, low = decimal(self.seq)
+        return b"%s%s%s%s" % (self.function.handle_prefix, high, middle, low)
 
     @property
     def clients(self) -> list[Peer] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from gearshift.broker._numbers import decimal
 from gearshift.protocol._spec import RES, PacketType
 
 P = PacketType
@@ -56,6 +57,15 @@ def created_packet(handle: bytes) -> bytes:
     """JOB_CREATED for ``handle``. One %-format is one allocation when compiled (mypyc
     builds it in C); each ``+`` was another."""
     return b"%s%s%s" % (JOB_CREATED_HEAD, be32(len(handle)), handle)
+
+
+def created_for(prefix: bytes, seq: int) -> bytes:
+    """JOB_CREATED for the handle ``prefix`` + ``seq``, without building the handle
+    first (a background job's, which nothing else needs yet)."""
+    high, middle, low = decimal(seq)
+    return b"%s%s%s%s%s%s" % (JOB_CREATED_HEAD,
+                              be32(len(prefix) + len(high) + len(middle) + len(low)),
+                              prefix, high, middle, low)
 
 
 def error_packet(code: bytes, text: str) -> bytes:

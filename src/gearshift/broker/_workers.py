@@ -217,6 +217,7 @@ class WorkerDispatch(JobLifecycle):
         job.state = RUNNING
         job.worker = peer
         peer.assigned = job
+        peer.assigned_handle = job.handle
         peer.urgent = True  # the JOB_ASSIGN the caller queues
         # The attempt number only matters to a timeout timer, which creates the extras;
         # from then on every assignment counts, so a stale timer can tell.
@@ -252,7 +253,7 @@ class WorkerDispatch(JobLifecycle):
             # Queued piece by piece, the payload by reference: the flush's join is the
             # only copy of it (building the body first copied it twice more: measured
             # with a 4 KiB payload in benchmarks/dispatch_bench.py).
-            handle, name, data = job.handle, job.function.name, job.data
+            handle, name, data = peer.assigned_handle, job.function.name, job.data
             out = peer.out
             if not out:
                 self.dirty.append(peer)
@@ -265,8 +266,8 @@ class WorkerDispatch(JobLifecycle):
     def _grab_job_uniq(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._grab(peer)
         if job is not None:
-            self._send(peer, packet(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name,
-                                    job.unique, job.data))
+            self._send(peer, packet(P.JOB_ASSIGN_UNIQ, peer.assigned_handle,
+                                    job.function.name, job.unique, job.data))
 
     def _grab_job_all(self, peer: Peer, fields: list[bytes]) -> None:
         job = self._grab(peer)
