@@ -117,6 +117,10 @@ class _Date:
         return self.header
 
 
+#: What a closed connection's parser is (see FrontProtocol.connection_lost).
+_NO_PARSER: Final = httptools.HttpRequestParser(None)
+
+
 class Front:
     """The HTTP port's protocol factory with ``-r http``: its connections, the idle
     sweep, and the aiohttp handler factory connections are handed to."""
@@ -174,7 +178,6 @@ class FrontProtocol(asyncio.Protocol):
         self.raw_hand_off = False
         self.closed = False
         self.last = 0.0
-        self._on_reply = self._reply  # bound once per connection
 
     # ------------------------------------------------------------ transport side
 
@@ -207,6 +210,9 @@ class FrontProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        # The parser refers back to this protocol: without this the pair would wait for
+        # the cycle collector, which then runs every few hundred connections.
+        self.parser = _NO_PARSER
         self.current = None
         self.queue.clear()
         self.front.connections.discard(self)
@@ -344,7 +350,7 @@ class FrontProtocol(asyncio.Protocol):
         submission = open_submission(
             self.front.pump, self.peer, function, request.unique, data,
             request.background.lower() == b"true",
-            priority_of(request.priority.decode("latin-1")), self._on_reply)
+            priority_of(request.priority.decode("latin-1")), self._reply)
         if self.current is request:
             self.submission = submission  # the broker answers from its flush
         else:

@@ -104,12 +104,14 @@ class LoopbackTransport:
         connection = self.connection
         if connection is not None:
             connection.connection_lost(None)
+            self.connection = None  # no cycle left for the collector
         if not self.answered:
             self.answered = True
             # No peer: closed from connection_made, by Pump.refuse.
             self.on_reply(None, [b"the server is not taking jobs" if connection is None
                                  or connection.peer is not None
                                  else b"too many connections (--max-connections)"])
+        self.on_reply = _answered
 
     def is_closing(self) -> bool:
         return self._closing
@@ -119,6 +121,10 @@ class LoopbackTransport:
 
     def resume_reading(self) -> None:
         """See :meth:`pause_reading`."""
+
+
+def _answered(ptype: int | None, fields: list[bytes]) -> None:
+    """A closed transport's ``on_reply`` (the caller's callback is let go)."""
 
 
 def priority_of(header: str) -> str:
