@@ -63,8 +63,12 @@ _SUBMITTING: Final = frozenset((b"GET", b"HEAD", b"POST", b"PUT"))
 #: The function-path exclusions of _app.FUNCTION_PATH, as the part of the path after "/".
 _RESERVED: Final = (b"api/",)
 _RESERVED_EXACT: Final = frozenset((b"api", b"metrics", b"healthz", b"readyz"))
-#: Header names (lower case) that send a request to aiohttp.
-_FOREIGN_HEADERS: Final = frozenset((b"upgrade", b"expect"))
+#: The header fields read here (lower case), by what they mean; Upgrade and Expect send
+#: a request to aiohttp.
+_BACKGROUND, _PRIORITY, _UNIQUE, _HOST, _LENGTH, _FOREIGN = range(6)
+_FIELDS: Final = {b"x-gearman-background": _BACKGROUND, b"x-gearman-priority": _PRIORITY,
+                  b"x-gearman-unique": _UNIQUE, b"host": _HOST,
+                  b"content-length": _LENGTH, b"upgrade": _FOREIGN, b"expect": _FOREIGN}
 #: Headers a rebuilt request does not copy (it gets its own length and close).
 _HOP: Final = frozenset((b"connection", b"keep-alive", b"content-length",
                          b"transfer-encoding"))
@@ -238,28 +242,30 @@ class FrontProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.request
-        value = value.rstrip(b" \t")  # not part of the value (RFC 9110 5.5), as aiohttp
         request.headers.append((name, value))
-        request.head_size += len(name) + len(value) + 4
-        if request.head_size > MAX_HEAD:
+        size = request.head_size = request.head_size + len(name) + len(value) + 4
+        if size > MAX_HEAD:
             self._too_long()
-        if len(name) > 8 and name[:9].lower() == b"x-gearman":
-            key = name.lower()
-            if key == b"x-gearman-background" and not request.background:
+        field = _FIELDS.get(name.lower())
+        if field is None:
+            return
+        value = value.rstrip(b" \t")  # not part of the value (RFC 9110 5.5), as aiohttp
+        if field == _BACKGROUND:
+            if not request.background:
                 request.background = value
-            elif key == b"x-gearman-priority" and not request.priority:
+        elif field == _PRIORITY:
+            if not request.priority:
                 request.priority = value
-            elif key == b"x-gearman-unique" and not request.unique:
+        elif field == _UNIQUE:
+            if not request.unique:
                 request.unique = value
+        elif field == _HOST:
+            request.host = True
+        elif field == _LENGTH:
+            if value.isdigit() and int(value) > self.front.max_body:
+                request.too_large = True
         else:
-            key = name.lower()
-            if key == b"host":
-                request.host = True
-            elif key == b"content-length":
-                if value.isdigit() and int(value) > self.front.max_body:
-                    request.too_large = True
-            elif key in _FOREIGN_HEADERS:
-                request.foreign = True
+            request.foreign = True
 
     def on_headers_complete(self) -> None:
         request = self.request
