@@ -59,7 +59,7 @@ def worker(server: ServerProcess) -> Iterator[None]:
     """A worker for ``bench`` answering its payload, in a child process."""
     code = ("import sys; from gearshift.client import Worker\n"
             "w = Worker([sys.argv[1]]); w.register('bench', lambda job: job.data)\n"
-            "w.work()\n")
+            "w.run()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, server.address])
     try:
         yield
