@@ -4,6 +4,8 @@ Routes: ``/healthz``, ``/readyz``, ``/metrics`` (_metrics.py), ``/api/...`` (_ap
 ``/`` (the dashboard, _dashboard.py) and, with ``-r http``, gearmand's HTTP protocol on
 every other path (_gearman_http.py).
 
+With ``-r http`` the port's connections go to _front.py first, which answers gearmand's
+submissions itself (httptools) and hands every other connection to this application.
 aiohttp parses HTTP, so a malformed request gets its 400 and never reaches a handler;
 every handler is a coroutine that only reads broker state or feeds it one request, so a
 slow or silent HTTP client holds its own connection and nothing else -- the Gearman
