@@ -23,6 +23,7 @@ from gearshift.testing import GearshiftServer, free_port, wait_until
 
 pytest.importorskip("aiohttp", reason="the HTTP listener needs the 'http' extra")
 pytest.importorskip("prometheus_client", reason="the HTTP listener needs the 'http' extra")
+pytest.importorskip("httptools", reason="the HTTP listener needs the 'http' extra")
 
 
 class HttpServer(GearshiftServer):

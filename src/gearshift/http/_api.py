@@ -1,5 +1,6 @@
 """The JSON API under ``/api/``: what the admin protocol tells, for programs and the
-dashboard, and the admin actions (cancel, maxqueue, retry/purge dead letters).
+dashboard, and the admin actions (cancel, maxqueue, retry/purge dead letters). Described
+by the OpenAPI document at ``/api/openapi.json`` (_openapi.py).
 
 Job and dead-letter records are the ones the admin ``result`` and ``dead`` commands
 print (broker/_admin_outcomes.py builds both); names are text (UTF-8, invalid bytes
@@ -28,6 +29,8 @@ from gearshift.broker._admin_outcomes import (
     schedule_json,
 )
 from gearshift.broker._model import PRIORITY_NAMES, QUEUED, Function, Job
+from gearshift.http._openapi import PATH as OPENAPI_PATH
+from gearshift.http._openapi import document
 
 if TYPE_CHECKING:
     from gearshift.server._server import Server
@@ -92,6 +95,7 @@ class Api:
         self.outcomes = OutcomeCommands(server.broker)
         self.access = AdminAccess(server.broker.config.admin_from)
         self.flow = FlowCommands(server.broker)
+        self._openapi: bytes | None = None  # the document, serialised once
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -110,6 +114,7 @@ class Api:
             web.get("/api/schedules", self.schedules),
             web.get("/api/cluster", self.cluster),
             web.get("/api/server", self.about),
+            web.get(OPENAPI_PATH, self.openapi),
         ]
 
     def _guarded(self, handler: Handler) -> Handler:
@@ -180,6 +185,11 @@ class Api:
         return _json({"version": __version__, "build": build_name(),
                       "connections": len(self.broker.peers), "jobs": len(self.broker.jobs),
                       "store": self.server.config.store if self.server.durable else "memory"})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        if self._openapi is None:
+            self._openapi = json.dumps(document(), separators=(",", ":")).encode()
+        return web.Response(body=self._openapi, content_type="application/json")
 
     # ------------------------------------------------------------- actions
 

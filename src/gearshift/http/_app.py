@@ -4,6 +4,8 @@ Routes: ``/healthz``, ``/readyz``, ``/metrics`` (_metrics.py), ``/api/...`` (_ap
 ``/`` (the dashboard, _dashboard.py) and, with ``-r http``, gearmand's HTTP protocol on
 every other path (_gearman_http.py).
 
+With ``-r http`` the port's connections go to _front.py first, which answers gearmand's
+submissions itself (httptools) and hands every other connection to this application.
 aiohttp parses HTTP, so a malformed request gets its 400 and never reaches a handler;
 every handler is a coroutine that only reads broker state or feeds it one request, so a
 slow or silent HTTP client holds its own connection and nothing else -- the Gearman
@@ -14,6 +16,7 @@ port's callbacks run between any two of its reads. Bodies are capped at
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -22,10 +25,11 @@ from aiohttp import web
 
 from gearshift._version import __version__
 from gearshift.http._api import Api
-from gearshift.http._gearman_http import function_name, submit
+from gearshift.http._gearman_http import answer, priority_of, submit
 from gearshift.http._metrics import Metrics
 
 if TYPE_CHECKING:
+    from gearshift.http._front import Front
     from gearshift.server._server import Server
 
 log = logging.getLogger("gearshift.http")
@@ -66,7 +70,8 @@ class HttpListener:
         self.server = server
         self.metrics = Metrics(server)
         self.runner: web.AppRunner | None = None
-        self.sites: list[web.TCPSite] = []
+        self.servers: list[asyncio.Server] = []
+        self.front: Front | None = None
 
     def application(self) -> web.Application:
         config = self.server.config
@@ -88,29 +93,44 @@ class HttpListener:
         return app
 
     async def start(self) -> None:
-        """Bind every HTTP address; raises OSError (the caller closes what was bound)."""
+        """Bind every HTTP address; raises OSError (the caller closes what was bound).
+
+        aiohttp's request handlers serve the port; with ``-r http`` the fast path
+        (_front.py) takes each connection first and hands aiohttp those that are not
+        gearmand submissions."""
         config = self.server.config
         self.runner = web.AppRunner(self.application(), access_log=None,
                                     handle_signals=False, handler_cancellation=True,
                                     keepalive_timeout=KEEPALIVE_TIMEOUT,
                                     shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
+        handlers = self.runner.server
+        assert handlers is not None  # set up above
+        factory: Callable[[], asyncio.BaseProtocol] = handlers
+        if config.http_protocol:
+            from gearshift.http._front import Front
+
+            factory = self.front = Front(self.server.pump, handlers,
+                                         config.max_packet_size, KEEPALIVE_TIMEOUT)
+        loop = asyncio.get_running_loop()
         hosts: list[str | None] = list(config.http_listen or config.listen) or [None]
         for host in hosts:
-            site = web.TCPSite(self.runner, host, config.http_port or 0,
-                               backlog=config.backlog, reuse_address=True,
-                               shutdown_timeout=SHUTDOWN_TIMEOUT)
-            await site.start()
-            self.sites.append(site)
+            self.servers.append(await loop.create_server(
+                factory, host, config.http_port or 0, backlog=config.backlog,
+                reuse_address=True))
 
     @property
     def ports(self) -> list[int]:
         """The bound ports (useful with --http-port 0)."""
-        if self.runner is None:
-            return []
-        return sorted({int(address[1]) for address in self.runner.addresses})
+        return sorted({int(sock.getsockname()[1]) for srv in self.servers
+                       for sock in srv.sockets})
 
     async def close(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        self.servers = []
+        if self.front is not None:
+            self.front.close()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
@@ -132,10 +152,27 @@ class HttpListener:
                                                      "charset=utf-8"})
 
     async def gearman_http(self, request: web.Request) -> web.StreamResponse:
-        """gearmand's HTTP protocol on any path not listed above."""
-        function = function_name(request)
+        """gearmand's HTTP protocol on any path not listed above, for the requests the
+        fast path (_front.py) hands over: its answers are the same."""
+        function = request.raw_path.lstrip("/").encode("utf-8", "surrogateescape")
         if not function:
             # gearmand: no function name -> 404 with its reason phrase, empty body.
             return web.Response(status=404, reason="NOT_FOUND")
         data = await request.read() if request.method in ("POST", "PUT") else b""
-        return await submit(self.server.pump, request, function, data)
+        headers = request.headers
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        ptype, fields = await submit(
+            self.server.pump, (str(peer[0]), int(peer[1])) if peer else ("", 0), function,
+            headers.get("X-Gearman-Unique", "").encode("utf-8", "surrogateescape"), data,
+            headers.get("X-Gearman-Background", "").lower() == "true",
+            priority_of(headers.get("X-Gearman-Priority", "")))
+        if ptype is None:
+            return web.Response(status=503, text=fields[0].decode() + "\n",
+                                headers={"Retry-After": "1"})
+        handle, command, body = answer(ptype, fields)
+        if request.method == "HEAD":
+            # gearmand: no command header; Content-Length is the result's, without the body.
+            return web.Response(status=200, headers={"X-Gearman-Job-Handle": handle,
+                                                     "Content-Length": str(len(body))})
+        return web.Response(status=200, body=body, headers={
+            "X-Gearman-Job-Handle": handle, "X-Gearman-Command": command})

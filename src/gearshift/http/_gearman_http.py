@@ -21,14 +21,17 @@ Answers, as gearmand 1.1's plugin gives them (differences: docs/compatibility.md
 
 The HTTP client going away drops its connection, and with it a foreground job nobody
 else waits for, as a Gearman client's disconnect does.
+
+This module knows no HTTP library: _front.py (the fast path, httptools) and _app.py
+(aiohttp, for requests the fast path hands over) both call :func:`open_submission` and
+format what :func:`answer` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
-
-from aiohttp import web
 
 from gearshift.protocol import RES, PacketReader, PacketType, encode_request
 from gearshift.server._wire import Pump
@@ -54,32 +57,42 @@ class ConnectionRefused(Exception):
     """The broker could not take the connection (``--max-connections``, shutdown)."""
 
 
+#: Called once with the broker's answer: (packet type, fields), or (None, [reason]) when
+#: the connection was refused or closed before an answer.
+OnReply = Callable[[int | None, list[bytes]], None]
+
+
 class LoopbackTransport:
     """The transport of an in-process Gearman client connection.
 
     Implements what :class:`GearmanConnection` and the server's shutdown call on a
-    transport; ``write`` parses the broker's replies and resolves :attr:`reply` with the
-    one that answers the HTTP request.
+    transport; ``write`` parses the broker's replies and calls ``on_reply`` once, with
+    the one that answers the HTTP request.
     """
 
-    def __init__(self, host: str, port: int, background: bool, max_packet_size: int) -> None:
+    __slots__ = ("_closing", "_extra", "answered", "background", "connection", "on_reply",
+                 "reader")
+
+    def __init__(self, host: str, port: int, background: bool, max_packet_size: int,
+                 on_reply: OnReply) -> None:
         # A reply is at most a worker's packet (result) plus the handle.
         self.reader = PacketReader(expect=RES, max_packet_size=max_packet_size + 1024,
                                    allow_text=False)
         self.background = background
-        self.reply: asyncio.Future[tuple[int, list[bytes]]] = (
-            asyncio.get_running_loop().create_future())
+        self.on_reply = on_reply
+        self.answered = False
         self.connection: Any = None
         self._extra = {"peername": (host, port)}
         self._closing = False
 
     def write(self, data: bytes) -> None:
         for ptype, fields in self.reader.feed(data):
-            if self.reply.done() or ptype not in _ANSWERS:
+            if self.answered or ptype not in _ANSWERS:
                 continue  # WORK_DATA, WORK_STATUS, WORK_WARNING: not forwarded
             if ptype == P.JOB_CREATED and not self.background:
                 continue  # a foreground request waits for the result
-            self.reply.set_result((ptype, fields))
+            self.answered = True
+            self.on_reply(ptype, fields)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)
@@ -88,10 +101,17 @@ class LoopbackTransport:
         if self._closing:
             return
         self._closing = True
-        if self.connection is not None:
-            self.connection.connection_lost(None)
-        if not self.reply.done():
-            self.reply.set_exception(ConnectionRefused("the server is not taking jobs"))
+        connection = self.connection
+        if connection is not None:
+            connection.connection_lost(None)
+            self.connection = None  # no cycle left for the collector
+        if not self.answered:
+            self.answered = True
+            # No peer: closed from connection_made, by Pump.refuse.
+            self.on_reply(None, [b"the server is not taking jobs" if connection is None
+                                 or connection.peer is not None
+                                 else b"too many connections (--max-connections)"])
+        self.on_reply = _answered
 
     def is_closing(self) -> bool:
         return self._closing
@@ -103,42 +123,59 @@ class LoopbackTransport:
         """See :meth:`pause_reading`."""
 
 
-async def submit(pump: Pump, request: web.Request, function: bytes,
-                 data: bytes) -> web.Response:
-    """Submit one job for ``request`` through the broker and answer as gearmand does."""
-    headers = request.headers
-    background = headers.get("X-Gearman-Background", "").lower() == "true"
-    priority = headers.get("X-Gearman-Priority", "").lower()
-    if priority not in ("high", "low"):
-        priority = "normal"
-    unique = headers.get("X-Gearman-Unique", "").encode("utf-8", "surrogateescape")
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    host, port = (str(peer[0]), int(peer[1])) if peer else ("", 0)
-    transport = LoopbackTransport(host, port, background, pump.max_packet_size)
+def _answered(ptype: int | None, fields: list[bytes]) -> None:
+    """A closed transport's ``on_reply`` (the caller's callback is let go)."""
+
+
+def priority_of(header: str) -> str:
+    """``X-Gearman-Priority``'s value as gearmand reads it: high, low, else normal."""
+    priority = header.lower()
+    return priority if priority in ("high", "low") else "normal"
+
+
+def open_submission(pump: Pump, peer: tuple[str, int], function: bytes, unique: bytes,
+                    data: bytes, background: bool, priority: str,
+                    on_reply: OnReply) -> LoopbackTransport:
+    """Submit one job through the broker as a new Gearman client connection would.
+
+    ``on_reply`` is called once, from the broker's flush (or at once when refused);
+    the caller closes the returned transport once answered, or to give up (the HTTP
+    client left), which drops a foreground job nobody else waits for.
+    """
+    transport = LoopbackTransport(peer[0], peer[1], background, pump.max_packet_size,
+                                  on_reply)
     connection = transport.connection = pump.connection()
+    connection.connection_made(transport)  # refused: closes, which answers
+    if connection.peer is None:
+        return transport
+    connection.data_received(encode_request(
+        _SUBMIT[background, priority], function, unique or DEFAULT_UNIQUE, data))
+    return transport
+
+
+def answer(ptype: int, fields: list[bytes]) -> tuple[str, str, bytes]:
+    """(X-Gearman-Job-Handle, X-Gearman-Command, body) for the broker's answer.
+
+    ERROR: gearmand puts the error code where the handle goes; only a WORK_COMPLETE
+    has a body."""
+    body = fields[1] if ptype == P.WORK_COMPLETE else b""
+    return fields[0].decode("utf-8", "replace"), _ANSWERS[ptype], body
+
+
+async def submit(pump: Pump, peer: tuple[str, int], function: bytes, unique: bytes,
+                 data: bytes, background: bool,
+                 priority: str) -> tuple[int | None, list[bytes]]:
+    """:func:`open_submission` awaited: the broker's answer, as ``on_reply`` gets it."""
+    reply: asyncio.Future[tuple[int | None, list[bytes]]] = (
+        asyncio.get_running_loop().create_future())
+
+    def on_reply(ptype: int | None, fields: list[bytes]) -> None:
+        if not reply.done():
+            reply.set_result((ptype, fields))
+
+    transport = open_submission(pump, peer, function, unique, data, background, priority,
+                                on_reply)
     try:
-        connection.connection_made(transport)
-        if connection.peer is None:
-            raise ConnectionRefused("too many connections (--max-connections)")
-        connection.data_received(encode_request(
-            _SUBMIT[background, priority], function, unique or DEFAULT_UNIQUE, data))
-        ptype, fields = await transport.reply
-    except ConnectionRefused as exc:
-        return web.Response(status=503, text=f"{exc}\n", headers={"Retry-After": "1"})
+        return await reply
     finally:
         transport.close()
-    # ERROR: gearmand puts the error code where the handle goes.
-    answer = {"X-Gearman-Job-Handle": fields[0].decode("utf-8", "replace")}
-    body = fields[1] if ptype == P.WORK_COMPLETE else b""
-    if request.method == "HEAD":
-        # gearmand: no command header; Content-Length is the result's, without the body.
-        answer["Content-Length"] = str(len(body))
-        return web.Response(status=200, headers=answer)
-    answer["X-Gearman-Command"] = _ANSWERS[ptype]
-    return web.Response(status=200, body=body, headers=answer)
-
-
-def function_name(request: web.Request) -> bytes:
-    """The function a request names: its raw path (query included, not percent-decoded,
-    as gearmand reads it) with the leading slashes removed."""
-    return request.raw_path.lstrip("/").encode("utf-8", "surrogateescape")
