@@ -422,6 +422,14 @@ class BrokerMachine(RuleBasedStateMachine):
         assert sorted(in_queues) == sorted(h for h, j in self.jobs.items() if j.queued)
 
     @invariant()
+    def a_workers_only_function_is_kept_up_to_date(self) -> None:
+        # Peer.only lets a grab skip iterating the worker's functions: it must be the
+        # one registered function exactly when there is one.
+        for w in self.workers.values():
+            funcs = list(w.peer.functions)
+            assert w.peer.only is (funcs[0] if len(funcs) == 1 else None), funcs
+
+    @invariant()
     def payload_bytes_are_counted_exactly(self) -> None:
         # --max-memory counts against this on every path a job is made or forgotten
         assert self.broker.jobs.payload_bytes == sum(

@@ -103,6 +103,7 @@ class JobLifecycle(BrokerState):
         if was_woken:
             self._pass_wakeup(peer.functions)
         peer.functions.clear()
+        peer.only = None
 
     # ------------------------------------------------------------------ endings
 

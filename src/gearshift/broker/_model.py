@@ -63,6 +63,9 @@ class Peer:
         functions: registered functions -> round-robin sequence number, stamped at
             registration and when ``Broker._pick`` had to choose among the worker's own
             functions (the one served longest ago there has the smallest number).
+            only: the one registered function, when there is exactly one (the usual
+            worker), else None: kept by :meth:`functions_changed`, so that a grab needs
+            no iteration over ``functions`` (two dict-iterator steps a grab).
         timeouts: CAN_DO_TIMEOUT per function, in seconds.
         sleeping / noop_sent: PRE_SLEEP state; a peer gets at most one NOOP per sleep.
         sleep_epoch: bumped on every PRE_SLEEP so stale wake-list entries are detectable.
@@ -102,6 +105,7 @@ class Peer:
         "host",
         "id",
         "noop_sent",
+        "only",
         "out",
         "port",
         "rights",
@@ -121,6 +125,7 @@ class Peer:
         self.client_id = b"-"
         self.exceptions = exceptions
         self.functions: dict[Function, int] = {}
+        self.only: Function | None = None
         self.timeouts: dict[Function, float] = {}
         self.sleeping = False
         self.noop_sent = False
@@ -142,6 +147,14 @@ class Peer:
         #: packets of a read not yet acted on, because admin replies backed up
         #: (``Broker._admin_lines``); None: nothing waits
         self.backlog: list[tuple[int, list[bytes]]] | None = None
+
+    def functions_changed(self) -> None:
+        """Call after adding to or removing from ``functions``."""
+        only: Function | None = None
+        if len(self.functions) == 1:
+            for func in self.functions:
+                only = func
+        self.only = only
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""

@@ -39,6 +39,7 @@ class WorkerDispatch(JobLifecycle):
         if func not in peer.functions:
             self._rr += 1
             peer.functions[func] = self._rr
+            peer.functions_changed()
             func.workers[peer] = None
             if peer.sleeping and not peer.noop_sent:
                 func.sleepers.append((peer, peer.sleep_epoch))
@@ -73,6 +74,7 @@ class WorkerDispatch(JobLifecycle):
 
     def _unregister(self, peer: Peer, func: Function) -> None:
         del peer.functions[func]
+        peer.functions_changed()
         func.workers.pop(peer, None)
         peer.timeouts.pop(func, None)
         for job in [j for j in peer.held if j.function is func]:
@@ -128,10 +130,7 @@ class WorkerDispatch(JobLifecycle):
         if lease_until != 0.0 and self.now() >= lease_until:
             return None
         # The usual worker does one function: no round robin to weigh.
-        only: Function | None = None
-        if len(funcs) == 1:
-            for func in funcs:  # (compiled dict iteration; next(iter()) is generic)
-                only = func
+        only = peer.only
         for prio in range(HIGH, LOW + 1):  # a C loop when compiled; a tuple was iterated
             ready = self.ready[prio]
             if not ready:
