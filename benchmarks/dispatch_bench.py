@@ -54,10 +54,11 @@ class Simulation:
 
     def __init__(self, clients: int, workers: int, payload: int, share: int,
                  functions: int = 1, concurrency: tuple[str, ...] = (),
-                 background: bool = False, keep_results: float = 3600.0) -> None:
+                 background: bool = False, keep_results: float = 3600.0,
+                 timing: bool = False) -> None:
         flow = FlowRules([parse_concurrency(spec) for spec in concurrency])
         self.broker = Broker(BrokerConfig(handle_prefix=b"H:bench:", flow=flow,
-                                          keep_results=keep_results))
+                                          keep_results=keep_results, timing=timing))
         self.submit_type = P.SUBMIT_JOB_BG if background else P.SUBMIT_JOB
         # Every worker can do every function; submissions go round robin over them
         # (gfill's ``funcs`` shape).
@@ -119,11 +120,11 @@ class Simulation:
 def run(jobs: int, clients: int = 8, workers: int = 4, depth: int = 16,
         payload: int = 64, share: int = 1, functions: int = 1,
         concurrency: tuple[str, ...] = (), background: bool = False,
-        keep_results: float = 3600.0) -> float:
+        keep_results: float = 3600.0, timing: bool = False) -> float:
     """Seconds the server side spends on ``jobs`` submissions (sync unless
     ``background``)."""
     sim = Simulation(clients, workers, payload, share, functions, concurrency, background,
-                     keep_results)
+                     keep_results, timing)
     for w in sim.workers:
         can_do = b"".join(encode(P.CAN_DO, name, magic=REQ) for name in sim.names)
         sim.feed(w, can_do + GRAB)
@@ -172,17 +173,21 @@ def main() -> None:
                         help="SUBMIT_JOB_BG instead of SUBMIT_JOB")
     parser.add_argument("--keep-results", type=float, default=3600.0, metavar="SECONDS",
                         help="as gearshift serve --keep-results (default 3600; 0 keeps none)")
+    parser.add_argument("--timing", action="store_true",
+                        help="queue-wait and run-time histograms, as with --http-port")
     args = parser.parse_args()
     if args.functions < 1:
         parser.error("--functions must be at least 1")
     best = min(run(args.jobs, payload=args.payload, share=args.share,
                    functions=args.functions, concurrency=tuple(args.concurrency),
-                   background=args.background, keep_results=args.keep_results)
+                   background=args.background, keep_results=args.keep_results,
+                   timing=args.timing)
                for _ in range(args.repeats))
     print(f"dispatch_bench build={build_name()!r} jobs={args.jobs} payload={args.payload} "
           f"share={args.share} functions={args.functions} "
           f"concurrency={','.join(args.concurrency) or '-'} "
           f"background={args.background} keep_results={args.keep_results:g} "
+          f"timing={args.timing} "
           f"server_us_per_job={best / args.jobs * 1e6:.2f}")
 
 

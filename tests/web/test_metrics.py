@@ -63,6 +63,14 @@ def test_counts_follow_the_jobs(server: HttpServer, fname: Callable[[str], str])
     assert during["gearshift_workers", ()] >= 1
     assert during["gearshift_connections", ()] >= 2
     assert during["gearshift_uptime_seconds", ()] > 0
+    # Every job that ran was timed: 5 completed and 1 failed on their workers.
+    assert during["gearshift_job_queue_wait_seconds_count", fn(ok)] == 5
+    assert during["gearshift_job_run_seconds_count", fn(ok)] == 5
+    assert during["gearshift_job_run_seconds_count", fn(bad)] == 1
+    assert during["gearshift_job_run_seconds_bucket", fn(bad, le="+Inf")] == 1
+    assert during["gearshift_job_run_seconds_bucket", fn(ok, le="3600.0")] == 5
+    assert 0 <= during["gearshift_job_run_seconds_sum", fn(ok)] < 10
+    assert ("gearshift_job_queue_wait_seconds_count", fn(idle)) not in during  # none ran
     info = [dict(labels) for name, labels in during if name == "gearshift_build_info"]
     assert len(info) == 1
     assert info[0]["build"] in ("mypyc", "pure Python", "partly compiled")
@@ -90,6 +98,8 @@ def test_store_metrics_and_promtool(fname: Callable[[str], str]) -> None:
     with HttpServer(store="sqlite") as proc, Client([proc.address], timeout=10) as client:
         for i in range(10):
             client.submit_background(fname("stored"), b"%d" % i)
+        with working(proc.address, {fname("timed"): lambda job: job.data}):
+            client.submit(fname("timed"), b"x")  # histograms in the text promtool checks
         samples = scrape(proc)
         text = call(proc.http_port, "GET", "/metrics").body
     assert samples["gearshift_store_commit_seconds_count", (("store", _store(samples)),)] >= 1

@@ -38,6 +38,7 @@ from gearshift.broker._model import (
     Function,
     Job,
     Peer,
+    time_run,
 )
 from gearshift.broker._numbers import atoi as _atoi
 from gearshift.broker._outcomes import EXCEPTION, FAILED
@@ -323,7 +324,7 @@ class Broker(WorkerDispatch):
         job = Job(func, unique, data, priority, background)
         func.submitted += 1
         seq = self.jobs.add(job)
-        if background or self.trace:
+        if background or self.timing or self.trace:
             self._submitted(job, peer)
         if reducer or when:
             more = job.extras()
@@ -489,6 +490,8 @@ class Broker(WorkerDispatch):
         if clients:
             for client in clients:
                 client.attached.discard(job)
+        if self.timing:
+            time_run(job, self.now())
         if job.background or self.trace:
             self._completed(job, fields[0], fields[1])
 

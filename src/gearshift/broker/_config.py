@@ -70,6 +70,10 @@ class BrokerConfig:
         max_memory: ``--max-memory``: workload bytes of live jobs beyond which new
             submissions get QUEUE_ERROR; 0 = no limit.
         flow: ``--concurrency``, ``--rate`` and ``--weight`` rules, resolved likewise.
+        timing: keep each function's queue-wait and run-time histograms
+            (``Function.wait_times``/``run_times``); the server turns it on with its
+            HTTP listener, whose ``/metrics`` is their only reader. Off, a job pays one
+            bool test at its start and end.
     """
 
     job_retries: int = 0
@@ -90,3 +94,4 @@ class BrokerConfig:
     max_idle_functions: int = 10_000
     max_memory: int = 0
     flow: FlowRules = field(default_factory=FlowRules)
+    timing: bool = False

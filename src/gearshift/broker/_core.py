@@ -145,6 +145,8 @@ class BrokerState:
         #: Note every job's life at DEBUG too (submitted, assigned, completed): set by
         #: the server only when its log shows DEBUG, so the hot path pays one bool test.
         self.trace = False
+        #: BrokerConfig.timing, read per job start and end
+        self.timing = self.config.timing
 
     def now(self) -> float:
         """The clock, read at most once per moment: a moment ends at each flush

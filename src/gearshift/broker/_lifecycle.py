@@ -34,6 +34,7 @@ from gearshift.broker._model import (
     Ack,
     Job,
     Peer,
+    time_run,
 )
 from gearshift.broker._outcomes import (
     CANCELLED,
@@ -136,8 +137,9 @@ class JobLifecycle(BrokerState):
             job.stored = False
 
     def _submitted(self, job: Job, peer: Peer) -> None:
-        """A job was accepted: stamp a background one (its outcome reports the time)."""
-        if job.background:
+        """A job was accepted: stamp a background one (its outcome reports the time) and,
+        with ``timing``, every one (its queue wait is measured from it)."""
+        if job.background or self.timing:
             job.submitted = self.now()
         if self.trace:
             self._trace(job, f"submitted ({'background' if job.background else 'foreground'}"
@@ -244,6 +246,8 @@ class JobLifecycle(BrokerState):
         ``reply`` goes to clients without the exceptions option, ``exception`` (if not
         empty) to those with it. While a retry is planned, clients keep waiting."""
         self._detach(job)
+        if self.timing:
+            time_run(job, self.now())
         if job.background and self._retry_later(job, reason):
             return
         job.function.failed += 1

@@ -266,6 +266,52 @@ class FlowControl:
         return now + missing / self.per_second
 
 
+#: Upper bounds, in seconds, of the queue-wait and run-time histograms' buckets (a last
+#: bucket takes the rest): from half a millisecond, where a sync job on loopback ends,
+#: to an hour, where a background job's wait becomes an incident.
+TIME_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                       1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+
+
+class Histogram:
+    """Counts of durations per bucket of :data:`TIME_BUCKETS` (not cumulative; the
+    metrics exposition adds them up) and their sum. A scan from the smallest bucket:
+    most jobs wait and run briefly, so it ends after a few comparisons."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(TIME_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        bounds = TIME_BUCKETS
+        n = len(bounds)
+        i = 0
+        while i < n and seconds > bounds[i]:
+            i += 1
+        self.counts[i] += 1
+        self.total += seconds
+
+
+def time_wait(job: Job) -> None:
+    """``BrokerConfig.timing``: ``job`` started (``started`` set): count its queue wait."""
+    func = job.function
+    hist = func.wait_times
+    if hist is None:
+        hist = func.wait_times = Histogram()
+    hist.observe(max(job.started - job.submitted, 0.0))
+
+
+def time_run(job: Job, now: float) -> None:
+    """``BrokerConfig.timing``: ``job`` stopped running at ``now`` (complete or failed)."""
+    func = job.function
+    hist = func.run_times
+    if hist is None:
+        hist = func.run_times = Histogram()
+    hist.observe(max(now - job.started, 0.0))
+
+
 class Function:
     """A function name with its three FIFO queues and the workers able to run it.
 
@@ -292,11 +338,13 @@ class Function:
         "queues",
         "retried",
         "retry",
+        "run_times",
         "running",
         "scheduled",
         "sleepers",
         "submitted",
         "uniques",
+        "wait_times",
         "wake_check",
         "workers",
     )
@@ -327,6 +375,10 @@ class Function:
         self.failed = 0  # ended failed: WORK_FAIL/WORK_EXCEPTION, or dropped by -j
         self.retried = 0  # failed attempts run again (retry policy, lost worker)
         self.dead = 0  # background jobs that became dead letters
+        #: with ``BrokerConfig.timing``: how long jobs waited from submission to their
+        #: (latest) start, and how long they ran until WORK_COMPLETE/FAIL/EXCEPTION
+        self.wait_times: Histogram | None = None
+        self.run_times: Histogram | None = None
         #: flow-control state; None (the usual case) = no limit, nothing to check
         self.flow: FlowControl | None = None
         #: a limit holds its queued jobs back: it is in no ``ready`` list meanwhile, so

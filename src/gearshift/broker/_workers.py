@@ -13,7 +13,7 @@ import heapq
 from typing import Final
 
 from gearshift.broker._lifecycle import JobLifecycle
-from gearshift.broker._model import HIGH, LOW, QUEUED, RUNNING, Function, Job, Peer
+from gearshift.broker._model import HIGH, LOW, QUEUED, RUNNING, Function, Job, Peer, time_wait
 from gearshift.broker._numbers import atoi as _atoi
 from gearshift.broker._packets import (
     JOB_ASSIGN_HEAD,
@@ -226,8 +226,10 @@ class WorkerDispatch(JobLifecycle):
         peer.held.add(job)
         func = job.function
         func.running += 1
-        if job.background:
+        if job.background or self.timing:
             job.started = self.now()
+            if self.timing:
+                time_wait(job)
         timeout = peer.timeouts.get(func) if peer.timeouts else None
         if timeout is not None:
             if more is None:

@@ -24,15 +24,17 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gearshift._build import build_name
 from gearshift._version import __version__
-from gearshift.broker._model import PRIORITY_NAMES
+from gearshift.broker._model import PRIORITY_NAMES, TIME_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from gearshift.server._server import Server
@@ -67,6 +69,10 @@ class Snapshot:
     #: the counters in _COUNTERS' order, then paused and held (flow control, 0/1)
     functions: list[tuple[Any, ...]]
     dead: dict[str, int]
+    #: per function with jobs timed: name, then (bucket counts, sum) of the queue-wait
+    #: and of the run-time histogram, each None until a job was timed
+    timings: list[tuple[bytes, tuple[list[int], float] | None,
+                        tuple[list[int], float] | None]]
     connections: int
     workers: int
     jobs: int
@@ -81,6 +87,9 @@ class Snapshot:
                       len(f.workers), f.submitted, f.completed, f.failed, f.retried, f.dead,
                       int(f.flow is not None and f.flow.paused), int(f.blocked))
                      for f in broker.functions.values()]
+        timings = [(f.name, _copy(f.wait_times), _copy(f.run_times))
+                   for f in broker.functions.values()
+                   if f.wait_times is not None or f.run_times is not None]
         dead = Counter(o.function for o in broker.outcomes.dead.values())
         registered = sum(1 for peer in broker.peers.values() if peer.functions)
         store = None
@@ -88,8 +97,28 @@ class Snapshot:
             c = server.durable.committer
             store = (server.durable.store.description, c.commits, c.commit_seconds,
                      c.committed_items, c.failures, c.largest_batch, c.reachable)
-        return cls(functions, {_name(k): v for k, v in dead.items()}, len(broker.peers),
+        return cls(functions, {_name(k): v for k, v in dead.items()}, timings,
+                   len(broker.peers),
                    registered, len(broker.jobs), broker.outcomes.count, started, store)
+
+
+def _copy(hist: Histogram | None) -> tuple[list[int], float] | None:
+    return None if hist is None else (list(hist.counts), hist.total)
+
+
+def _histogram(family: HistogramMetricFamily, name: str,
+               hist: tuple[list[int], float] | None) -> None:
+    """Add one function's histogram (bucket counts -> Prometheus' cumulative ones)."""
+    if hist is None:
+        return
+    counts, total = hist
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip((*map(floatToGoString, TIME_BUCKETS), "+Inf"), counts,
+                            strict=True):
+        running += count
+        buckets.append((bound, running))
+    family.add_metric([name], buckets, total)
 
 
 class SnapshotCollector(Collector):
@@ -137,7 +166,19 @@ class SnapshotCollector(Collector):
                                  labels=["function"])
         for function, count in self.snapshot.dead.items():
             dead.add_metric([function], count)
+        waits = HistogramMetricFamily(
+            "gearshift_job_queue_wait_seconds",
+            "Seconds from a job's submission to its (latest) start.", labels=["function"])
+        runs = HistogramMetricFamily(
+            "gearshift_job_run_seconds",
+            "Seconds a job ran until WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION.",
+            labels=["function"])
+        for raw, wait, run in self.snapshot.timings:
+            _histogram(waits, _name(raw), wait)
+            _histogram(runs, _name(raw), run)
         yield queued
+        yield waits
+        yield runs
         yield paused
         yield held
         yield from gauges

@@ -60,6 +60,8 @@ class Server:
             max_idle_functions=config.max_idle_functions,
             max_memory=config.max_memory,
             flow=FlowRules(list(config.concurrency), list(config.rate), list(config.weight)),
+            # queue-wait and run-time histograms: /metrics on the HTTP port reads them
+            timing=config.http_port is not None,
         ))
         # Failures, retries, dead letters and dropped jobs, as the broker notes them.
         self.broker.notify = lambda level, text: log.log(level, "%s", text)
