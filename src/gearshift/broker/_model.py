@@ -269,7 +269,7 @@ class FlowControl:
 #: Upper bounds, in seconds, of the queue-wait and run-time histograms' buckets (a last
 #: bucket takes the rest): from half a millisecond, where a sync job on loopback ends,
 #: to an hour, where a background job's wait becomes an incident.
-TIME_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+TIME_BUCKETS: Final[tuple[float, ...]] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                        1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 
 
