@@ -2,7 +2,8 @@
 
 Routes: ``/healthz``, ``/readyz``, ``/metrics`` (_metrics.py), ``/api/...`` (_api.py),
 ``/`` (the dashboard, _dashboard.py) and, with ``-r http``, gearmand's HTTP protocol on
-every other path (_gearman_http.py).
+every other path (_gearman_http.py). With ``--acl``, a middleware (_auth.py) checks each
+request's bearer token and rights before its handler runs.
 
 aiohttp parses HTTP, so a malformed request gets its 400 and never reaches a handler;
 every handler is a coroutine that only reads broker state or feeds it one request, so a
@@ -19,9 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gearshift._version import __version__
 from gearshift.http._api import Api
+from gearshift.http._auth import RIGHTS
 from gearshift.http._gearman_http import function_name, submit
 from gearshift.http._metrics import Metrics
 
@@ -70,8 +73,13 @@ class HttpListener:
 
     def application(self) -> web.Application:
         config = self.server.config
+        middlewares: list[Middleware] = [_no_tracebacks]
+        if config.acl is not None:  # --acl: tokens and rights (http/_auth.py)
+            from gearshift.http._auth import middleware
+
+            middlewares.append(middleware(config.acl))
         app = web.Application(client_max_size=config.max_packet_size,
-                              middlewares=[_no_tracebacks])
+                              middlewares=middlewares)
         app.on_response_prepare.append(_server_header)
         app.add_routes([
             web.get("/healthz", self.healthz),
@@ -138,4 +146,7 @@ class HttpListener:
             # gearmand: no function name -> 404 with its reason phrase, empty body.
             return web.Response(status=404, reason="NOT_FOUND")
         data = await request.read() if request.method in ("POST", "PUT") else b""
-        return await submit(self.server.pump, request, function, data)
+        # --acl: the middleware checked the submit right; the job's connection carries
+        # the identity's rights (None without --acl: the connection's own, unchanged).
+        return await submit(self.server.pump, request, function, data,
+                            request.get(RIGHTS))

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gearshift.broker._acl import Rights
 from gearshift.protocol import RES, PacketReader, PacketType, encode_request
 from gearshift.server._wire import Pump
 
@@ -104,8 +105,9 @@ class LoopbackTransport:
 
 
 async def submit(pump: Pump, request: web.Request, function: bytes,
-                 data: bytes) -> web.Response:
-    """Submit one job for ``request`` through the broker and answer as gearmand does."""
+                 data: bytes, rights: Rights | None = None) -> web.Response:
+    """Submit one job for ``request`` through the broker and answer as gearmand does;
+    ``rights``: the ``--acl`` identity of its bearer token (http/_auth.py)."""
     headers = request.headers
     background = headers.get("X-Gearman-Background", "").lower() == "true"
     priority = headers.get("X-Gearman-Priority", "").lower()
@@ -120,6 +122,8 @@ async def submit(pump: Pump, request: web.Request, function: bytes,
         connection.connection_made(transport)
         if connection.peer is None:
             raise ConnectionRefused("too many connections (--max-connections)")
+        if rights is not None:
+            connection.peer.rights = rights
         connection.data_received(encode_request(
             _SUBMIT[background, priority], function, unique or DEFAULT_UNIQUE, data))
         ptype, fields = await transport.reply
