@@ -154,7 +154,8 @@ class Broker(WorkerDispatch):
 
     def _admin_lines(self, peer: Peer, packets: list[tuple[int, list[bytes]]]) -> None:
         """Act on ``packets`` from their first admin line on, one at a time, stopping
-        when ``ADMIN_BATCH_BYTES`` of replies wait for the peer.
+        when ``ADMIN_BATCH_BYTES`` of replies wait for the peer, or when a reply is a
+        listing that is produced a piece at a time (``peer.listing``).
 
         What is left becomes ``peer.backlog`` and the peer is listed in ``stalled``:
         the I/O shell stops reading it, writes the replies, and calls :meth:`resume`
@@ -173,15 +174,28 @@ class Broker(WorkerDispatch):
             i += 1
             if ptype == 0:
                 self._admin.handle_line(peer, fields[0])
-                if i < n and sum(len(chunk) for chunk in peer.out) > ADMIN_BATCH_BYTES:
-                    peer.backlog = packets[i:]
+                if peer.listing is not None or (
+                        i < n and sum(len(chunk) for chunk in peer.out) > ADMIN_BATCH_BYTES):
+                    peer.backlog = packets[i:]  # [] when none: later reads wait too
                     self.stalled.append(peer)
                     return
             else:
                 self.handle_packets(peer, [(ptype, fields)])
 
     def resume(self, peer: Peer) -> None:
-        """Go on with the packets a stopped batch left (see :meth:`_admin_lines`)."""
+        """Go on with the packets a stopped batch left (see :meth:`_admin_lines`): first
+        the next piece of a long admin reply (``peer.listing``, broker/_listing.py),
+        stopping again while it is not finished."""
+        listing = peer.listing
+        if listing is not None:
+            if peer.closed:
+                peer.listing = None
+                return
+            self._send(peer, listing.more(ADMIN_BATCH_BYTES))
+            if not listing.done:
+                self.stalled.append(peer)
+                return
+            peer.listing = None
         packets = peer.backlog
         peer.backlog = None
         if packets and not peer.closed:

@@ -13,6 +13,7 @@ from typing import Final
 from mypy_extensions import u8
 
 from gearshift.broker._acl import Rights
+from gearshift.broker._listing import Listing
 from gearshift.broker._retry import RetryPolicy
 
 # Priorities index the per-function queue lists; lower is more urgent.
@@ -97,6 +98,7 @@ class Peer:
         "held",
         "host",
         "id",
+        "listing",
         "noop_sent",
         "out",
         "port",
@@ -137,6 +139,9 @@ class Peer:
         #: packets of a read not yet acted on, because admin replies backed up
         #: (``Broker._admin_lines``); None: nothing waits
         self.backlog: list[tuple[int, list[bytes]]] | None = None
+        #: a long admin reply still being produced (``backlog`` is not None meanwhile:
+        #: what the peer sends waits behind it); None: none
+        self.listing: Listing | None = None
 
     def take_output(self) -> bytes:
         """Everything queued for this peer as one byte string; ``out`` is left empty."""
