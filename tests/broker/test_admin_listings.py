@@ -12,6 +12,7 @@ import pytest
 
 from gearshift.broker import Broker, Peer
 from gearshift.broker._admin import escape
+from gearshift.broker._broker import BATCH_PACKETS
 from gearshift.broker._core import ADMIN_BATCH_BYTES
 from gearshift.broker._model import PENDING
 from gearshift.broker._outcomes import Outcome
@@ -219,3 +220,33 @@ def test_a_peer_that_leaves_mid_listing_is_forgotten(broker: Broker, console: Pe
     broker.resume(console)
     assert console.listing is None
     assert console.out == [] or console.closed
+
+
+def test_a_huge_read_is_acted_on_a_batch_at_a_time(broker: Broker, console: Peer) -> None:
+    """More than BATCH_PACKETS packets in one read (what the server's data_received
+    hands over): the first batch now, the rest per resume, in order, admin lines
+    included."""
+    echo = int(PacketType.ECHO_REQ)
+    packets = [(echo, [b"%d" % i]) for i in range(BATCH_PACKETS * 3 + 10)]
+    packets.insert(BATCH_PACKETS + 5, (0, [b"version"]))
+    broker.handle_first(console, packets)
+    first = PacketReader(expect=RES, allow_text=False).feed(console.take_output())
+    assert [f[0] for _, f in first] == [b"%d" % i for i in range(BATCH_PACKETS)]
+    assert broker.stalled == [console]
+    assert console.backlog is not None
+    assert len(console.backlog) == len(packets) - BATCH_PACKETS
+    out = b""
+    steps = 0
+    while console.backlog is not None:
+        broker.stalled.clear()
+        broker.resume(console)
+        out += console.take_output()
+        steps += 1
+    assert steps == 3
+    text_at = out.index(b"OK ")
+    before = PacketReader(expect=RES, allow_text=False).feed(out[:text_at])
+    line_end = out.index(b"\n", text_at) + 1
+    after = PacketReader(expect=RES, allow_text=False).feed(out[line_end:])
+    assert [f[0] for _, f in before + after] == \
+        [b"%d" % i for i in range(BATCH_PACKETS, BATCH_PACKETS * 3 + 10)]
+    assert len(before) == 5  # the version line answered in its place

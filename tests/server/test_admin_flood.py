@@ -134,3 +134,17 @@ def test_a_long_listing_is_produced_a_piece_at_a_time() -> None:
         for sock in (reader, silent):
             sock.close()
         other.close()
+
+
+def test_a_huge_pipelined_read_is_answered_in_full_and_in_order() -> None:
+    """30,000 packets in one write (the server acts on BATCH_PACKETS of a read per loop
+    iteration, other connections between): every one answered, in order."""
+    with GearshiftServer() as server:
+        conn = Wire.to(server.address)
+        conn.send_raw(b"".join(encode(P.ECHO_REQ, b"%d" % i, magic=REQ) for i in range(30_000)))
+        other = Wire.to(server.address)
+        assert other.call(P.ECHO_REQ, b"other") == (P.ECHO_RES, [b"other"])
+        for i in range(30_000):
+            assert conn.recv() == (P.ECHO_RES, [b"%d" % i])
+        conn.close()
+        other.close()

@@ -36,16 +36,23 @@ OK: Final = b"OK\r\n"
 _UNSAFE: Final = re.compile(rb"[\x00-\x1f\x7f\\]")
 
 
-def _hex(match: re.Match[bytes]) -> bytes:
-    return b"\\x%02x" % match.group()[0]
+#: Each byte as it is printed: itself, or ``\\xNN`` for the bytes _UNSAFE matches.
+_PRINTED: Final = [b"\\x%02x" % i if i < 0x20 or i in (0x5c, 0x7f) else bytes([i])
+                   for i in range(256)]
 
 
 def escape(name: bytes) -> bytes:
     """``name`` with control bytes, DEL and backslash as ``\\xNN``, for one text column
-    (see the module docstring); anything else unchanged."""
+    (see the module docstring); anything else unchanged.
+
+    A name with such bytes is rebuilt byte by byte from a table, not by ``re.sub`` with
+    a replacement function: that called back into Python once per byte replaced, and a
+    ``status`` over 5,000 names of a dozen control bytes each took 25 ms per 64 KiB
+    piece (hostile load e, docs/benchmarks.md)."""
     if _UNSAFE.search(name) is None:
         return name
-    return _UNSAFE.sub(_hex, name)
+    printed = _PRINTED
+    return b"".join([printed[byte] for byte in name])
 
 
 def _unknown(word: bytes) -> bytes:

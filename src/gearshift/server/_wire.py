@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from gearshift.broker import Broker, Peer, error_packet
+from gearshift.broker._broker import BATCH_PACKETS
 from gearshift.protocol import ErrorCode, PacketReader, PartialBudget, ProtocolError
 
 log: Final = logging.getLogger("gearshift.server")
@@ -270,7 +271,10 @@ class GearmanConnection:
         except ProtocolError as exc:
             self._reject(peer, exc)
             return
-        self.broker.handle_packets(peer, packets)
+        if len(packets) <= BATCH_PACKETS:
+            self.broker.handle_packets(peer, packets)
+        else:  # a huge read: the rest in later iterations, other peers between
+            self.broker.handle_first(peer, packets)
         if peer.urgent and peer.gates is None:
             # A worker's JOB_ASSIGN (or the NOOP answering its PRE_SLEEP) leaves now
             # rather than at the flush: the worker waits on it (see Pump.flush), and
