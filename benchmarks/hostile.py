@@ -143,8 +143,10 @@ def probe(host: str, port: int, seconds: float, pipe: Connection) -> None:
         pass
     pipe.send("ready")
     durations: list[float] = []
+    worst_at = 0.0  # seconds after "ready" that the slowest round trip began
     failures = refused = 0
-    deadline = time.monotonic() + seconds
+    began = time.monotonic()
+    deadline = began + seconds
     while time.monotonic() < deadline:
         started = time.perf_counter()
         try:
@@ -155,11 +157,14 @@ def probe(host: str, port: int, seconds: float, pipe: Connection) -> None:
         except OSError:
             failures += 1
             break
-        durations.append(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        if not durations or took > max(durations):
+            worst_at = time.monotonic() - began - took
+        durations.append(took)
         refused += ptype == P.ERROR  # e.g. QUEUE_ERROR: --max-memory is full
         time.sleep(0.002)
     stop.set()
-    pipe.send((durations, failures, refused))
+    pipe.send((durations, failures, refused, worst_at))
     for sock in (client, worker):
         sock.close()
 
@@ -423,7 +428,8 @@ def run_load(load: Load, seconds: float, extra: list[str]) -> dict[str, Any]:
         if not mine.poll(30) or mine.recv() != "ready":
             raise RuntimeError("the probe did not start")
         hostile = load.start(server)
-        durations, failures, refused = mine.recv() if mine.poll(seconds + 60) else ([], 1, 0)
+        durations, failures, refused, worst_at = (
+            mine.recv() if mine.poll(seconds + 60) else ([], 1, 0, 0.0))
         prober.join(10)
         sampler.done.set()
         sampler.join()
@@ -438,6 +444,7 @@ def run_load(load: Load, seconds: float, extra: list[str]) -> dict[str, Any]:
         "p50": statistics.median(ms) if ms else float("nan"),
         "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))] if ms else float("nan"),
         "max": ms[-1] if ms else float("nan"), "failures": failures, "refused": refused,
+        "worst_at": worst_at,
         "rss_before": before / 1024, "rss_peak": max(sampler.peak, before) / 1024,
         "rss_after": after / 1024, "alive": alive, "note": note,
     }
@@ -453,7 +460,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         if r["refused"]:
             failed += f" ({r['refused']:,} refused)"
         print(f"| {r['load']} {r['title']} | {r['round_trips']:,}{failed} | {r['p50']:.2f} | "
-              f"{r['p99']:.2f}{flag} | {r['max']:.1f} | {r['rss_before']:.0f} MiB | "
+              f"{r['p99']:.2f}{flag} | {r['max']:.1f} at {r['worst_at']:.1f} s | "
+              f"{r['rss_before']:.0f} MiB | "
               f"{r['rss_peak']:.0f} MiB | {r['rss_after']:.0f} MiB | "
               f"{'yes' if r['alive'] else 'NO'} | {r['note']} |", flush=True)
 

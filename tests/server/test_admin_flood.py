@@ -148,3 +148,22 @@ def test_a_huge_pipelined_read_is_answered_in_full_and_in_order() -> None:
             assert conn.recv() == (P.ECHO_RES, [b"%d" % i])
         conn.close()
         other.close()
+
+
+def test_large_bodies_arrive_whole_while_read_a_step_per_iteration() -> None:
+    """Bodies past BIG_BODY_STEP are read once per loop iteration once that much is
+    buffered (a fairness rule, not a limit): several 20 MiB echoes sent at once all come
+    back intact, and another connection is answered meanwhile."""
+    body = bytes(range(256)) * (20 * 4096)  # 20 MiB
+    with GearshiftServer() as server:
+        senders = [Wire.to(server.address) for _ in range(3)]
+        for i, conn in enumerate(senders):
+            conn.send_raw(encode(P.ECHO_REQ, bytes([i]) + body, magic=REQ)[:1 << 20])
+        other = Wire.to(server.address)
+        assert other.call(P.ECHO_REQ, b"between") == (P.ECHO_RES, [b"between"])
+        for i, conn in enumerate(senders):
+            conn.send_raw(encode(P.ECHO_REQ, bytes([i]) + body, magic=REQ)[1 << 20:])
+        for i, conn in enumerate(senders):
+            assert conn.recv(timeout=60) == (P.ECHO_RES, [bytes([i]) + body])
+            conn.close()
+        other.close()
