@@ -37,9 +37,11 @@ import multiprocessing
 import os
 import random
 import select
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -80,12 +82,63 @@ class Sampler(threading.Thread):
             self.peak = max(self.peak, rss_kib(self.pid))
 
 
-class LimitedServer(GearshiftServer):
-    """``gearshift serve`` under ``ulimit -n nofile`` (when given)."""
+#: Loaded into the server through PYTHONPATH (``sitecustomize``): once the server has
+#: started, a 5 ms timer on its event loop writes every tick that came more than 5 ms
+#: late to the file named by GEARSHIFT_LAG_FILE. So the table can tell the server's own
+#: stalls from the probe's: on two shared cores the probe and the server also wait for
+#: the CPU, which no server can help.
+LAG_MONITOR = """
+import builtins, os, sys, time
+_import = builtins.__import__
+_done = []
+def _hooked(name, *args, **kwargs):
+    module = _import(name, *args, **kwargs)
+    server = sys.modules.get("gearshift.server._server")
+    if not _done and server is not None and hasattr(server, "Server"):
+        _done.append(True)
+        builtins.__import__ = _import
+        start = server.Server.start
+        async def watched(self, *a, **k):
+            result = await start(self, *a, **k)
+            import asyncio
+            loop = asyncio.get_running_loop()
+            out = open(os.environ["GEARSHIFT_LAG_FILE"], "a", buffering=1)
+            last = [time.monotonic()]
+            def tick():
+                now = time.monotonic()
+                late = now - last[0] - 0.005
+                if late > 0.005:
+                    out.write("%.6f\\n" % late)
+                last[0] = now
+                loop.call_later(0.005, tick)
+            loop.call_later(0.005, tick)
+            return result
+        server.Server.start = watched
+    return module
+if os.environ.get("GEARSHIFT_LAG_FILE"):
+    builtins.__import__ = _hooked
+"""
 
-    def __init__(self, extra_args: list[str], nofile: int | None) -> None:
-        super().__init__(extra_args=extra_args, startup_timeout=30.0)
+
+class LimitedServer(GearshiftServer):
+    """``gearshift serve`` under ``ulimit -n nofile`` (when given), its event loop's
+    lateness written to ``lag_file``."""
+
+    def __init__(self, extra_args: list[str], nofile: int | None, monitor_dir: str) -> None:
+        self.lag_file = os.path.join(monitor_dir, "lag")
+        pythonpath = os.pathsep.join(p for p in (monitor_dir, os.environ.get("PYTHONPATH"))
+                                     if p)
+        super().__init__(extra_args=extra_args, startup_timeout=30.0,
+                         env={"PYTHONPATH": pythonpath, "GEARSHIFT_LAG_FILE": self.lag_file})
         self.nofile = nofile
+
+    def worst_lag_ms(self) -> float:
+        """The latest the server's loop ran a 5 ms timer, in ms (0: never over 5 ms)."""
+        try:
+            with open(self.lag_file) as fh:
+                return max((float(line) * 1000 for line in fh if line.strip()), default=0.0)
+        except OSError:
+            return float("nan")
 
     def command(self) -> list[str]:
         command = super().command()
@@ -416,9 +469,14 @@ def answers(server: GearshiftServer) -> bool:
 
 def run_load(load: Load, seconds: float, extra: list[str]) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
-    with LimitedServer([*load.args, *extra], load.nofile) as server:
+    monitor = tempfile.mkdtemp(prefix="gearshift-lag-")
+    with open(os.path.join(monitor, "sitecustomize.py"), "w") as fh:
+        fh.write(LAG_MONITOR)
+    with LimitedServer([*load.args, *extra], load.nofile, monitor) as server:
         if load.setup is not None:
             load.setup(server)
+        if os.path.exists(server.lag_file):
+            os.truncate(server.lag_file, 0)  # the setup's own stalls are not the load's
         before = rss_kib(server.pid)
         sampler = Sampler(server.pid)
         sampler.start()
@@ -430,6 +488,7 @@ def run_load(load: Load, seconds: float, extra: list[str]) -> dict[str, Any]:
         hostile = load.start(server)
         durations, failures, refused, worst_at = (
             mine.recv() if mine.poll(seconds + 60) else ([], 1, 0, 0.0))
+        lag = server.worst_lag_ms()
         prober.join(10)
         sampler.done.set()
         sampler.join()
@@ -438,22 +497,23 @@ def run_load(load: Load, seconds: float, extra: list[str]) -> dict[str, Any]:
         time.sleep(2.0)  # the server notices the closed connections
         after = rss_kib(server.pid)
         alive = answers(server)
+    shutil.rmtree(monitor, ignore_errors=True)
     ms = sorted(d * 1000 for d in durations)
     return {
         "load": load.key, "title": load.title, "round_trips": len(ms),
         "p50": statistics.median(ms) if ms else float("nan"),
         "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))] if ms else float("nan"),
         "max": ms[-1] if ms else float("nan"), "failures": failures, "refused": refused,
-        "worst_at": worst_at,
+        "worst_at": worst_at, "lag": lag,
         "rss_before": before / 1024, "rss_peak": max(sampler.peak, before) / 1024,
         "rss_after": after / 1024, "alive": alive, "note": note,
     }
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print("| load | round trips | p50 ms | p99 ms | worst ms | RSS before | peak | after "
-          "| answers after | notes |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| load | round trips | p50 ms | p99 ms | worst ms | server loop late, worst "
+          "| RSS before | peak | after | answers after | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         flag = "" if r["p99"] < 50 else " (over 50)"
         failed = f" + {r['failures']} failed" if r["failures"] else ""
@@ -461,7 +521,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             failed += f" ({r['refused']:,} refused)"
         print(f"| {r['load']} {r['title']} | {r['round_trips']:,}{failed} | {r['p50']:.2f} | "
               f"{r['p99']:.2f}{flag} | {r['max']:.1f} at {r['worst_at']:.1f} s | "
-              f"{r['rss_before']:.0f} MiB | "
+              f"{r['lag']:.1f} ms | {r['rss_before']:.0f} MiB | "
               f"{r['rss_peak']:.0f} MiB | {r['rss_after']:.0f} MiB | "
               f"{'yes' if r['alive'] else 'NO'} | {r['note']} |", flush=True)
 
