@@ -1,6 +1,8 @@
-"""A read full of pipelined admin commands is answered a few replies at a time, as the
-peer takes them, not all into memory at once (issue 15: 3,000 ``show jobs`` with 20k
-queued jobs took gearshift to 1.96 GB)."""
+"""Floods from one peer are taken a bounded step at a time, others served between
+(issue 15): a read full of pipelined admin commands is answered a few replies at a time
+as the peer takes them (3,000 ``show jobs`` with 20k queued jobs took gearshift to
+1.96 GB), one long listing is made a piece at a time, a read of many packets is acted
+on 512 at a time, and large bodies are read a step per loop iteration."""
 
 from __future__ import annotations
 
