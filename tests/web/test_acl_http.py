@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gearshift.broker._acl import AclError, parse_acl, token_digest
+from gearshift.broker._acl import AclError, Rights, parse_acl, token_digest
+from gearshift.http._auth import CHALLENGE, READ, SUBMIT, WRITE, Refusal, authorize
 
 from .conftest import HttpServer, Reply, call, working
 
@@ -184,3 +185,20 @@ def test_token_entries_in_the_file() -> None:
 def test_bad_token_entries_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(AclError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_acl(text, "acl.toml")
+
+
+def test_authorize_without_a_web_framework() -> None:
+    """The check any HTTP front end can call (the gearmand-protocol fast path too)."""
+    acl = parse_acl(ACL)
+    web = authorize(acl, SUBMIT, f"Bearer {WEB_TOKEN}", b"mail.send")
+    assert isinstance(web, Rights)
+    assert web.name == "web"
+    assert authorize(acl, SUBMIT, f"bearer  {WEB_TOKEN} ", b"mail.x") is web
+    denied = authorize(acl, SUBMIT, f"Bearer {WEB_TOKEN}", b"billing")
+    assert denied == Refusal(403, "web may not submit to billing")
+    anonymous = authorize(acl, READ, None)
+    assert isinstance(anonymous, Refusal)
+    assert (anonymous.status, anonymous.challenge) == (401, CHALLENGE)
+    assert authorize(acl, WRITE, "Bearer wrong-token-xxxxxxxx") == Refusal(
+        401, "unknown token", CHALLENGE + ', error="invalid_token"')
+    assert authorize(acl, WRITE, f"Bearer {OPS_TOKEN}") is acl.rights_for_token(OPS_TOKEN)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
@@ -63,81 +64,75 @@ def required(request: web.Request) -> str:
     return SUBMIT if function_name(request) else OPEN  # "POST /" is gearmand's 404
 
 
-class HttpAcl:
-    """The rights of a request, and the refusals."""
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request may not go on: ``status`` 401 (with ``challenge``, the
+    ``WWW-Authenticate`` value) or 403, and a message for the body."""
 
-    def __init__(self, acl: Acl) -> None:
-        self.acl = acl
+    status: int
+    message: str
+    challenge: str | None = None
 
-    def rights(self, request: web.Request) -> Rights:
-        """The identity of ``request``'s bearer token, or the anonymous rights without one.
 
-        Raises:
-            web.HTTPUnauthorized: a header that is not ``Bearer TOKEN``, or an unknown token.
-        """
-        header = request.headers.get("Authorization")
-        if header is None:
-            return self.acl.anonymous
-        scheme, _, token = header.strip().partition(" ")
+def authorize(acl: Acl, need: str, authorization: str | None,
+              function: bytes = b"") -> Rights | Refusal:
+    """The rights a request acts with, or why it is refused.
+
+    Framework-free, so any HTTP front end can call it: ``need`` is READ, WRITE or SUBMIT
+    (to ``function``), ``authorization`` the request's ``Authorization`` header (None
+    when absent: the anonymous rights).
+    """
+    if authorization is None:
+        rights = acl.anonymous
+    else:
+        scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise _refusal(request, 401, "expected 'Authorization: Bearer TOKEN'",
-                           'error="invalid_request"')
-        rights = self.acl.rights_for_token(token)
-        if rights is None:
-            raise _refusal(request, 401, "unknown token", 'error="invalid_token"')
+            return Refusal(401, "expected 'Authorization: Bearer TOKEN'",
+                           CHALLENGE + ', error="invalid_request"')
+        found = acl.rights_for_token(token)
+        if found is None:
+            return Refusal(401, "unknown token", CHALLENGE + ', error="invalid_token"')
+        rights = found
+    if need == READ:
+        allowed = rights.may_read_admin()
+        what = "read the server's state (admin read)"
+    elif need == WRITE:
+        allowed = rights.may_change_admin()
+        what = "change the server's state (admin write)"
+    else:
+        allowed = rights.may_submit(function)
+        what = "submit to " + function.decode("utf-8", "replace")
+    if allowed:
         return rights
-
-    def check(self, request: web.Request) -> Rights | None:
-        """The rights ``request`` acts with (None: it needs none).
-
-        Raises:
-            web.HTTPUnauthorized, web.HTTPForbidden: see the module docstring.
-        """
-        need = required(request)
-        if need == OPEN:
-            return None
-        rights = self.rights(request)
-        if need == READ:
-            allowed = rights.may_read_admin()
-            what = "read the server's state (admin read)"
-        elif need == WRITE:
-            allowed = rights.may_change_admin()
-            what = "change the server's state (admin write)"
-        else:
-            function = function_name(request)
-            allowed = rights.may_submit(function)
-            what = "submit to " + function.decode("utf-8", "replace")
-        if allowed:
-            return rights
-        if rights is self.acl.anonymous:
-            raise _refusal(request, 401, f"a token is needed to {what}", None)
-        raise _refusal(request, 403, f"{rights.name} may not {what}", None)
+    if rights is acl.anonymous:
+        return Refusal(401, f"a token is needed to {what}", CHALLENGE)
+    return Refusal(403, f"{rights.name} may not {what}")
 
 
-def _refusal(request: web.Request, status: int, message: str,
-             error: str | None) -> web.HTTPException:
-    """A 401 (with its challenge) or 403; JSON under /api/, text elsewhere."""
-    headers = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = CHALLENGE + (", " + error if error else "")
-    cls = web.HTTPUnauthorized if status == 401 else web.HTTPForbidden
+def _http_error(request: web.Request, refusal: Refusal) -> web.HTTPException:
+    """The refusal as aiohttp's exception: JSON under /api/, text elsewhere."""
+    headers = {"WWW-Authenticate": refusal.challenge} if refusal.challenge else {}
+    cls = web.HTTPUnauthorized if refusal.status == 401 else web.HTTPForbidden
     if request.path.startswith("/api/"):
-        return cls(headers=headers, text=json.dumps({"error": message}),
+        return cls(headers=headers, text=json.dumps({"error": refusal.message}),
                    content_type="application/json")
-    return cls(headers=headers, text=message + "\n")
+    return cls(headers=headers, text=refusal.message + "\n")
 
 
 def middleware(acl: Acl) -> Middleware:
     """The aiohttp middleware that checks every request against ``acl`` before its
     handler runs, and leaves the rights in ``request[RIGHTS]``."""
-    gate = HttpAcl(acl)
 
     @web.middleware
     async def check_rights(request: web.Request, handler: Handler) -> web.StreamResponse:
-        rights = gate.check(request)
-        if rights is not None:
-            request[RIGHTS] = rights
+        need = required(request)
+        if need != OPEN:
+            verdict = authorize(acl, need, request.headers.get("Authorization"),
+                                function_name(request) if need == SUBMIT else b"")
+            if isinstance(verdict, Refusal):
+                raise _http_error(request, verdict)
+            request[RIGHTS] = verdict
         return await handler(request)
 
     return check_rights
