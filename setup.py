@@ -22,6 +22,7 @@ COMPILED_MODULES = [
     "src/gearshift/protocol/_codec.py",
     "src/gearshift/protocol/_admin.py",
     "src/gearshift/broker/_numbers.py",
+    "src/gearshift/broker/_listing.py",
     "src/gearshift/broker/_model.py",
     "src/gearshift/broker/_jobs.py",
     "src/gearshift/broker/_packets.py",

@@ -16,8 +16,9 @@ log "apt packages"
 # openssl: the TLS tests' certificates; prometheus: its promtool checks /metrics;
 # chromium + chromium-driver: the dashboard's browser test (tests/web).
 # systemd: systemd-analyze verify checks packaging/systemd/gearshift.service (no systemd
-# needs to run; tests/server/test_logs_notify.py).
-APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5 openssl prometheus chromium chromium-driver systemd"
+# needs to run; tests/server/test_logs_notify.py). libssl-dev: benchmarks/tls_bench.py
+# builds its load generator against OpenSSL.
+APT_PACKAGES="gearman-job-server gearman-tools libgearman-client-perl php-cli php-gearman memcached gcc libpq5 openssl prometheus chromium chromium-driver systemd libssl-dev"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

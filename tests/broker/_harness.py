@@ -124,10 +124,16 @@ def take(peer: Peer) -> list[Packet]:
 
 
 def admin(broker: Broker, peer: Peer, line: bytes) -> bytes:
-    """Send one admin text line and return the raw text reply."""
+    """Send one admin text line and return the raw text reply (all of it: a long listing
+    comes a piece per ``Broker.resume``, as the server's I/O shell asks for it)."""
     _read(peer)
     broker.handle(peer, P.TEXT, line)
-    return _read(peer)
+    reply = _read(peer)
+    while peer.backlog is not None:
+        broker.stalled.clear()
+        broker.resume(peer)
+        reply += _read(peer)
+    return reply
 
 
 def worker(broker: Broker, *functions: bytes) -> Peer:

@@ -101,3 +101,28 @@ def test_dashboard_shows_jobs_and_retries_a_dead_letter(browser: Any) -> None:
         assert set(hosts) <= {f"127.0.0.1:{proc.http_port}"}
         logs = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert logs == []
+
+
+def test_dashboard_asks_for_a_token_when_the_server_has_an_acl(
+        browser: Any, tmp_path: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = "dashboard-token-0123456789"
+    acl = tmp_path / "acl.toml"
+    acl.write_text(f'[identity.ops]\ntokens = ["{token}"]\nadmin = "read"\n'
+                   '[anonymous]\nsubmit = ["*"]\n')
+    with HttpServer(extra_args=("--acl", str(acl))) as proc, \
+            Client([proc.address], timeout=10) as client:
+        client.submit_background("dash_acl", b"x")
+        browser.get(f"http://127.0.0.1:{proc.http_port}/")
+        login = browser.find_element(By.ID, "login")
+        assert wait_for(login.is_displayed), "no token form after the API's 401"
+        assert "dash_acl" not in browser.find_element(By.ID, "functions").text
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "#login button").click()
+        assert wait_for(lambda: "dash_acl" in browser.find_element(By.ID, "functions").text)
+        assert not login.is_displayed()
+        # Kept for the tab: a reload needs no second login.
+        browser.refresh()
+        assert wait_for(lambda: "dash_acl" in browser.find_element(By.ID, "functions").text)
+        assert not browser.find_element(By.ID, "login").is_displayed()

@@ -1,12 +1,14 @@
 """Identities and rights (``--acl FILE``): who may submit to, work on and administer what.
 
 The file is TOML. Each ``[identity.NAME]`` table names who it is -- ``subject``, matched
-against the TLS client certificate's subject (``CN=...`` or any attribute given, e.g.
-``"CN=web-1,O=Example"``: every attribute listed must be present with that value) -- and
-what it may do::
+against the TLS client certificate's subject on the Gearman port (``CN=...`` or any
+attribute given, e.g. ``"CN=web-1,O=Example"``: every attribute listed must be present
+with that value), and/or ``tokens``, bearer tokens presented to the HTTP listener
+(``Authorization: Bearer TOKEN``; http/_auth.py) -- and what it may do::
 
     [identity.web]
     subject = "CN=web"
+    tokens = ["sha256:9f86d0...", "a-clear-text-token-of-16+-chars"]
     submit = ["mail.*", "thumbnail"]   # function globs it may submit jobs to
     admin = "read"                     # "none", "read" (listings) or "write"
 
@@ -24,11 +26,18 @@ granted is refused: a submission gets ``ERROR PERMISSION_DENIED``, a CAN_DO for 
 function the identity may not work on gets ``ERROR PERMISSION_DENIED`` (the worker is
 not registered for it), an admin command above the identity's level gets
 ``ERR PERMISSION_DENIED``. No I/O here: the server reads the file and the certificate.
+
+A token is kept as its SHA-256 digest: ``"sha256:<64 hex digits>"`` in the file (so the
+file need not hold the secret: ``printf %s "$TOKEN" | sha256sum``), or the token itself,
+which is hashed when the file is read. A presented token is hashed and looked up by
+digest, so neither the lookup's timing nor the table in memory reveals a token.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -36,6 +45,13 @@ from typing import Any, Final
 ADMIN_LEVELS: Final = ("none", "read", "write")
 #: Names remembered per identity with their verdict, so a glob is matched once per name.
 MAX_CACHED: Final = 4096
+#: How a token's digest is written in the file.
+TOKEN_HASH_PREFIX: Final = "sha256:"
+#: Shortest clear-text token accepted: anything shorter is guessable, not a secret.
+MIN_TOKEN_LENGTH: Final = 16
+#: What may be sent in an ``Authorization: Bearer`` header (RFC 6750's b64token).
+_TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+_HEX_DIGEST: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class AclError(ValueError):
@@ -82,13 +98,24 @@ def _verdict(cache: dict[bytes, bool], globs: tuple[str, ...], function: bytes) 
     return allowed
 
 
+def token_digest(token: str) -> bytes:
+    """What a token is known by: its SHA-256 digest (of its UTF-8 bytes)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
 @dataclass
 class Acl:
-    """The parsed file: identities in file order (the first whose subject matches wins)
-    and the rights of peers that match none."""
+    """The parsed file: identities with a certificate subject in file order (the first
+    whose subject matches wins), identities by token digest, and the rights of peers
+    that match none."""
 
     identities: list[tuple[dict[str, str], Rights]] = field(default_factory=list)
     anonymous: Rights = field(default_factory=lambda: Rights("anonymous"))
+    tokens: dict[bytes, Rights] = field(default_factory=dict)
+
+    def rights_for_token(self, token: str) -> Rights | None:
+        """The rights of the identity that holds ``token``; None: no identity does."""
+        return self.tokens.get(token_digest(token))
 
     def rights_for(self, subject: dict[str, str] | None) -> Rights:
         """The rights of a peer whose certificate subject is ``subject`` (None: none)."""
@@ -139,9 +166,21 @@ def parse_acl(text: str, source: str = "<acl>") -> Acl:
         if not isinstance(table, dict):
             raise AclError(f"{where} must be a table")
         subject = table.get("subject")
-        if not isinstance(subject, str) or not subject.strip():
-            raise AclError(f"{where} needs subject = \"CN=...\"")
-        acl.identities.append((_parse_subject(subject, where), _rights(name, table, where)))
+        tokens = table.get("tokens")
+        if subject is None and tokens is None:
+            raise AclError(f"{where} needs subject = \"CN=...\" (TLS clients) or "
+                           "tokens = [...] (HTTP), or both")
+        rights = _rights(name, table, where)
+        if subject is not None:
+            if not isinstance(subject, str) or not subject.strip():
+                raise AclError(f"{where}: subject must be text like \"CN=...\"")
+            acl.identities.append((_parse_subject(subject, where), rights))
+        if tokens is not None:
+            for digest in _parse_tokens(tokens, where):
+                if digest in acl.tokens:
+                    raise AclError(f"{where}: a token is also given to "
+                                   f"[identity.{acl.tokens[digest].name}]")
+                acl.tokens[digest] = rights
     anonymous = data.get("anonymous", {})
     if not isinstance(anonymous, dict):
         raise AclError(f"{source}: [anonymous] must be a table")
@@ -160,9 +199,35 @@ def _parse_subject(text: str, where: str) -> dict[str, str]:
     return wanted
 
 
+def _parse_tokens(tokens: Any, where: str) -> list[bytes]:
+    """The digests of an identity's ``tokens``: ``"sha256:HEX"`` entries as written,
+    clear-text ones hashed."""
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise AclError(f"{where}: tokens must be a list of strings")
+    digests = []
+    for i, token in enumerate(tokens, 1):
+        if token.startswith(TOKEN_HASH_PREFIX):
+            hexdigits = token[len(TOKEN_HASH_PREFIX):]
+            if not _HEX_DIGEST.fullmatch(hexdigits):
+                raise AclError(f"{where}: token {i}: after 'sha256:' come the 64 hex "
+                               "digits of the token's SHA-256 (printf %s TOKEN | sha256sum)")
+            digests.append(bytes.fromhex(hexdigits))
+        elif not _TOKEN_CHARS.fullmatch(token):
+            raise AclError(f"{where}: token {i}: only letters, digits and -._~+/ (then "
+                           "'=' padding) can be sent as a bearer token")
+        elif len(token) < MIN_TOKEN_LENGTH:
+            raise AclError(f"{where}: token {i} is shorter than {MIN_TOKEN_LENGTH} "
+                           "characters: too easy to guess (python3 -c 'import secrets; "
+                           "print(secrets.token_urlsafe(32))' makes a good one)")
+        else:
+            digests.append(token_digest(token))
+    return digests
+
+
 def _rights(name: str, table: dict[str, Any], where: str,
             subject_allowed: bool = True) -> Rights:
-    allowed = {"submit", "work", "admin"} | ({"subject"} if subject_allowed else set())
+    allowed = {"submit", "work", "admin"} | (
+        {"subject", "tokens"} if subject_allowed else set())
     unknown = set(table) - allowed
     if unknown:
         raise AclError(f"{where}: unknown key(s) {sorted(unknown)} "

@@ -16,34 +16,43 @@ columns, and names without those bytes print byte-for-byte as gearmand prints th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from gearshift.broker._access import CHANGING, DENIED, AdminAccess
 from gearshift.broker._acl import Rights
 from gearshift.broker._admin_flow import FlowCommands
 from gearshift.broker._admin_outcomes import OutcomeCommands
+from gearshift.broker._core import ADMIN_BATCH_BYTES
+from gearshift.broker._jobs import JobTable
 from gearshift.broker._lifecycle import JobLifecycle
-from gearshift.broker._model import PENDING, Peer
+from gearshift.broker._listing import Listing
+from gearshift.broker._model import PENDING, Function, Peer
 from gearshift.broker._numbers import atoi as _atoi
 
 OK: Final = b"OK\r\n"
-END: Final = b".\n"
 
 #: Bytes that could break a listing's line or column structure, or forge an escape.
 _UNSAFE: Final = re.compile(rb"[\x00-\x1f\x7f\\]")
 
 
-def _hex(match: re.Match[bytes]) -> bytes:
-    return b"\\x%02x" % match.group()[0]
+#: Each byte as it is printed: itself, or ``\\xNN`` for the bytes _UNSAFE matches.
+_PRINTED: Final = [b"\\x%02x" % i if i < 0x20 or i in (0x5c, 0x7f) else bytes([i])
+                   for i in range(256)]
 
 
 def escape(name: bytes) -> bytes:
     """``name`` with control bytes, DEL and backslash as ``\\xNN``, for one text column
-    (see the module docstring); anything else unchanged."""
+    (see the module docstring); anything else unchanged.
+
+    A name with such bytes is rebuilt byte by byte from a table, not by ``re.sub`` with
+    a replacement function: that called back into Python once per byte replaced, and a
+    ``status`` over 5,000 names of a dozen control bytes each took 25 ms per 64 KiB
+    piece (hostile load e, docs/benchmarks.md)."""
     if _UNSAFE.search(name) is None:
         return name
-    return _UNSAFE.sub(_hex, name)
+    printed = _PRINTED
+    return b"".join([printed[byte] for byte in name])
 
 
 def _unknown(word: bytes) -> bytes:
@@ -71,7 +80,8 @@ class AdminCommands:
 
     def __init__(self, broker: JobLifecycle) -> None:
         self.broker = broker
-        self.table: dict[bytes, Callable[[list[bytes]], bytes]] = {
+        # A listing that can be long answers a Listing, produced a piece at a time.
+        self.table: dict[bytes, Callable[[list[bytes]], bytes | Listing]] = {
             b"workers": self.workers,
             b"status": self.status,
             b"prioritystatus": self.priority_status,
@@ -103,52 +113,37 @@ class AdminCommands:
         elif peer.rights is not None and not _admin_allowed(peer.rights, words[0].lower()):
             reply = ACL_DENIED
         else:
-            reply = command(words)
+            answer = command(words)
+            if isinstance(answer, Listing):
+                # The first piece now; if more is left, Broker._admin_lines stops the
+                # batch and Broker.resume sends the rest as the peer takes it.
+                reply = answer.more(ADMIN_BATCH_BYTES)
+                if not answer.done:
+                    peer.listing = answer
+            else:
+                reply = answer
         if reply:  # empty: the reply is held until a store write ends
             self.broker._send(peer, reply)
 
     # -------------------------------------------------------------- listings
 
-    def workers(self, words: list[bytes]) -> bytes:
-        lines = []
-        for peer in self.broker.peers.values():
-            # Most recently registered first, as gearmand lists them.
-            funcs = b"".join(b" " + escape(f.name) for f in reversed(peer.functions))
-            lines.append(b"%d %s %s :%s\n" % (peer.fd, peer.host.encode(),
-                                               escape(peer.client_id), funcs))
-        return b"".join(lines) + END
+    def workers(self, words: list[bytes]) -> Listing:
+        return Listing(_worker_rows(self.broker.peers))
 
-    def status(self, words: list[bytes]) -> bytes:
-        lines = [
-            b"%s\t%d\t%d\t%d\n" % (escape(f.name), f.total, f.running, len(f.workers))
-            for f in self.broker.functions.values()
-        ]
-        return b"".join(lines) + END
+    def status(self, words: list[bytes]) -> Listing:
+        return Listing(_status_rows(self.broker.functions, False))
 
-    def priority_status(self, words: list[bytes]) -> bytes:
-        lines = [
-            b"%s\t%d\t%d\t%d\t%d\n" % (escape(f.name), f.queued[0], f.queued[1] + f.scheduled,
-                                       f.queued[2], len(f.workers))
-            for f in self.broker.functions.values()
-        ]
-        return b"".join(lines) + END
+    def priority_status(self, words: list[bytes]) -> Listing:
+        return Listing(_status_rows(self.broker.functions, True))
 
-    def show(self, words: list[bytes]) -> bytes:
+    def show(self, words: list[bytes]) -> bytes | Listing:
         rest = [w.lower() for w in words[1:]]
         if not rest:
             return _unknown(words[0])
-        jobs = self.broker.jobs.values()
         if rest == [b"jobs"]:
-            # Columns: handle, retries, ignore flag (always 0: abandoned and cancelled jobs
-            # leave at once here), queued flag (1 once the job reached a queue, running
-            # included, as gearmand shows it).
-            lines = [
-                b"%s\t%d\t0\t%d\n" % (escape(j.handle), j.retries, 0 if j.state == PENDING else 1)
-                for j in jobs
-            ]
-            return b"".join(lines) + END
+            return Listing(_job_rows(self.broker.jobs, False))
         if rest == [b"unique", b"jobs"]:
-            return b"".join(escape(j.unique) + b"\n" for j in jobs) + END
+            return Listing(_job_rows(self.broker.jobs, True))
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
 
     # -------------------------------------------------------------- changes
@@ -212,3 +207,43 @@ class AdminCommands:
         else:
             return _err_args(words[0])
         return OK
+
+
+# ------------------------------------------------------------------ listing rows
+# Generators over snapshots of keys, each looked up when its row is made: see
+# broker/_listing.py for why (a listing is produced over several loop iterations).
+
+
+def _worker_rows(peers: dict[int, Peer]) -> Iterator[bytes]:
+    for peer_id in list(peers):
+        peer = peers.get(peer_id)
+        if peer is not None:
+            # Most recently registered first, as gearmand lists them.
+            funcs = b"".join(b" " + escape(f.name) for f in reversed(peer.functions))
+            yield b"%d %s %s :%s\n" % (peer.fd, peer.host.encode(), escape(peer.client_id),
+                                       funcs)
+
+
+def _status_rows(functions: dict[bytes, Function], priorities: bool) -> Iterator[bytes]:
+    for name in list(functions):
+        f = functions.get(name)
+        if f is None:
+            continue
+        if priorities:
+            yield b"%s\t%d\t%d\t%d\t%d\n" % (escape(f.name), f.queued[0],
+                                              f.queued[1] + f.scheduled, f.queued[2],
+                                              len(f.workers))
+        else:
+            yield b"%s\t%d\t%d\t%d\n" % (escape(f.name), f.total, f.running, len(f.workers))
+
+
+def _job_rows(jobs: JobTable, unique: bool) -> Iterator[bytes]:
+    # show jobs columns: handle, retries, ignore flag (always 0: abandoned and cancelled
+    # jobs leave at once here), queued flag (1 once the job reached a queue, running
+    # included, as gearmand shows it).
+    for j in jobs.values():
+        if unique:
+            yield escape(j.unique) + b"\n"
+        else:
+            yield b"%s\t%d\t0\t%d\n" % (escape(j.handle), j.retries,
+                                         0 if j.state == PENDING else 1)

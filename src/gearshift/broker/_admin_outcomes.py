@@ -25,10 +25,11 @@ import base64
 import binascii
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from gearshift.broker._lifecycle import JobLifecycle
+from gearshift.broker._listing import Listing
 from gearshift.broker._model import PENDING, QUEUED, RUNNING, SCHEDULED, Job, Peer
 from gearshift.broker._outcomes import Outcome
 from gearshift.broker._schedules import Schedule, validate_cron
@@ -116,7 +117,7 @@ class OutcomeCommands:
         self.broker = broker
         #: the connection whose line is being answered (set by AdminCommands)
         self.peer: Peer | None = None
-        self.table: dict[bytes, Callable[[list[bytes]], bytes]] = {
+        self.table: dict[bytes, Callable[[list[bytes]], bytes | Listing]] = {
             b"result": self.result,
             b"dead": self.dead,
             b"retry": self.retry,
@@ -151,11 +152,20 @@ class OutcomeCommands:
         stop = None if limit is None else offset + limit
         return [outcome_json(o) for o in itertools.islice(letters, offset, stop)]
 
-    def dead(self, words: list[bytes]) -> bytes:
+    def dead(self, words: list[bytes]) -> bytes | Listing:
+        """``dead [FUNCTION]``: a dead letter carries its payload, so the listing can be
+        as large as ``--dead-letters-max`` (and more, in base64): produced a piece at a
+        time (broker/_listing.py)."""
         if len(words) > 2:
             return _err(b"INVALID_ARGUMENTS", "usage: dead [FUNCTION]")
-        wanted = words[1] if len(words) == 2 else None
-        return b"".join(_line(r) + b"\n" for r in self.dead_records(wanted)) + END
+        return Listing(self._dead_rows(words[1] if len(words) == 2 else None))
+
+    def _dead_rows(self, function: bytes | None) -> Iterator[bytes]:
+        dead = self.broker.outcomes.dead
+        for handle in list(dead):
+            outcome = dead.get(handle)
+            if outcome is not None and (function is None or outcome.function == function):
+                yield _line(outcome_json(outcome)) + b"\n"
 
     def _dead_handles(self, words: list[bytes]) -> list[bytes] | None:
         """The dead letters ``retry dead ...`` / ``purge dead ...`` name, or None."""

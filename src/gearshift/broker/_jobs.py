@@ -147,14 +147,26 @@ class JobTable:
         return job
 
     def values(self) -> Iterator[Job]:
-        """Every live job: replayed ones first, then by number (creation order)."""
-        yield from list(self._foreign.values())
+        """Every live job: replayed ones first, then by number (creation order).
+
+        May be resumed after the table changed (a long admin listing is produced over
+        several loop iterations, broker/_listing.py): it walks snapshots of the replayed
+        handles and of the page numbers, a job that ended since is skipped, and it holds
+        no job itself; jobs created after it began are not included. The snapshots cost
+        8 bytes per replayed job and per page.
+        """
+        end = self._next  # numbers from here on are minted after the walk began
+        foreign = self._foreign
+        for handle in list(foreign):
+            job = foreign.get(handle)
+            if job is not None:
+                yield job
         for page_no in sorted(self._pages):
             page = self._pages.get(page_no)
             if page is None:
                 continue
             for job in page.slots:
-                if job is not None:
+                if job is not None and job.seq < end:
                     yield job
 
     def __iter__(self) -> Iterator[bytes]:

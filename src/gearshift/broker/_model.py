@@ -13,6 +13,7 @@ from typing import Final
 from mypy_extensions import u8
 
 from gearshift.broker._acl import Rights
+from gearshift.broker._listing import Listing
 from gearshift.broker._numbers import decimal
 from gearshift.broker._retry import RetryPolicy
 
@@ -104,6 +105,7 @@ class Peer:
         "held",
         "host",
         "id",
+        "listing",
         "noop_sent",
         "only",
         "out",
@@ -147,6 +149,9 @@ class Peer:
         #: packets of a read not yet acted on, because admin replies backed up
         #: (``Broker._admin_lines``); None: nothing waits
         self.backlog: list[tuple[int, list[bytes]]] | None = None
+        #: a long admin reply still being produced (``backlog`` is not None meanwhile:
+        #: what the peer sends waits behind it); None: none
+        self.listing: Listing | None = None
 
     def functions_changed(self) -> None:
         """Call after adding to or removing from ``functions``."""
@@ -269,8 +274,10 @@ class FlowControl:
 #: Upper bounds, in seconds, of the queue-wait and run-time histograms' buckets (a last
 #: bucket takes the rest): from half a millisecond, where a sync job on loopback ends,
 #: to an hour, where a background job's wait becomes an incident.
-TIME_BUCKETS: Final[tuple[float, ...]] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                       1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+#: (Declared variable-length: mypyc left a fixed-length Final tuple of floats unset.)
+TIME_BUCKETS: Final[tuple[float, ...]] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 300.0, 1800.0, 3600.0)
 
 
 class Histogram:

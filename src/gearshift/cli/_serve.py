@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="address to listen on (repeatable; default: localhost only -- "
                         "gearmand's default is every address: -L 0.0.0.0 -L ::)")
     p.add_argument("--acl", type=_arg(load_acl), default=None, metavar="FILE",
-                   help="identities (TLS certificate subjects) and what each may submit, "
+                   help="identities (TLS certificate subjects, HTTP bearer tokens) and "
+                        "what each may submit, "
                         "work on and administer (TOML; see docs/operations.md); without "
                         "it everyone may do everything")
     p.add_argument("--admin-from", type=_arg(checked_admin_from), default="127.0.0.0/8,::1",

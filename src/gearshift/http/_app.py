@@ -2,7 +2,8 @@
 
 Routes: ``/healthz``, ``/readyz``, ``/metrics`` (_metrics.py), ``/api/...`` (_api.py),
 ``/`` (the dashboard, _dashboard.py) and, with ``-r http``, gearmand's HTTP protocol on
-every other path (_gearman_http.py).
+every other path (_gearman_http.py). With ``--acl``, a middleware (_auth.py) checks each
+request's bearer token and rights before its handler runs.
 
 With ``-r http`` the port's connections go to _front.py first, which answers gearmand's
 submissions itself (httptools) and hands every other connection to this application.
@@ -22,10 +23,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gearshift._version import __version__
 from gearshift.http._api import Api
-from gearshift.http._gearman_http import answer, priority_of, submit
+from gearshift.http._auth import RIGHTS
+from gearshift.http._gearman_http import answer, function_name, priority_of, submit
 from gearshift.http._metrics import Metrics
 
 if TYPE_CHECKING:
@@ -75,8 +78,13 @@ class HttpListener:
 
     def application(self) -> web.Application:
         config = self.server.config
+        middlewares: list[Middleware] = [_no_tracebacks]
+        if config.acl is not None:  # --acl: tokens and rights (http/_auth.py)
+            from gearshift.http._auth import middleware
+
+            middlewares.append(middleware(config.acl))
         app = web.Application(client_max_size=config.max_packet_size,
-                              middlewares=[_no_tracebacks])
+                              middlewares=middlewares)
         app.on_response_prepare.append(_server_header)
         app.add_routes([
             web.get("/healthz", self.healthz),
@@ -107,7 +115,9 @@ class HttpListener:
         handlers = self.runner.server
         assert handlers is not None  # set up above
         factory: Callable[[], asyncio.BaseProtocol] = handlers
-        if config.http_protocol:
+        if config.http_protocol and config.acl is None:
+            # (With --acl every request goes through aiohttp, whose middleware checks
+            # tokens and rights: the fast path does not read Authorization.)
             from gearshift.http._front import Front
 
             factory = self.front = Front(self.server.pump, handlers,
@@ -154,7 +164,7 @@ class HttpListener:
     async def gearman_http(self, request: web.Request) -> web.StreamResponse:
         """gearmand's HTTP protocol on any path not listed above, for the requests the
         fast path (_front.py) hands over: its answers are the same."""
-        function = request.raw_path.lstrip("/").encode("utf-8", "surrogateescape")
+        function = function_name(request.raw_path)
         if not function:
             # gearmand: no function name -> 404 with its reason phrase, empty body.
             return web.Response(status=404, reason="NOT_FOUND")
@@ -165,7 +175,10 @@ class HttpListener:
             self.server.pump, (str(peer[0]), int(peer[1])) if peer else ("", 0), function,
             headers.get("X-Gearman-Unique", "").encode("utf-8", "surrogateescape"), data,
             headers.get("X-Gearman-Background", "").lower() == "true",
-            priority_of(headers.get("X-Gearman-Priority", "")))
+            priority_of(headers.get("X-Gearman-Priority", "")),
+            # --acl: the middleware checked the submit right; the job's connection
+            # carries the identity's rights (None without --acl: unchanged)
+            request.get(RIGHTS))
         if ptype is None:
             return web.Response(status=503, text=fields[0].decode() + "\n",
                                 headers={"Retry-After": "1"})

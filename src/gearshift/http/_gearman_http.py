@@ -33,6 +33,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Final
 
+from gearshift.broker._acl import Rights
 from gearshift.protocol import RES, PacketReader, PacketType, encode_request
 from gearshift.server._wire import Pump
 
@@ -135,12 +136,13 @@ def priority_of(header: str) -> str:
 
 def open_submission(pump: Pump, peer: tuple[str, int], function: bytes, unique: bytes,
                     data: bytes, background: bool, priority: str,
-                    on_reply: OnReply) -> LoopbackTransport:
+                    on_reply: OnReply, rights: Rights | None = None) -> LoopbackTransport:
     """Submit one job through the broker as a new Gearman client connection would.
 
     ``on_reply`` is called once, from the broker's flush (or at once when refused);
     the caller closes the returned transport once answered, or to give up (the HTTP
-    client left), which drops a foreground job nobody else waits for.
+    client left), which drops a foreground job nobody else waits for. ``rights``: the
+    ``--acl`` identity of the request's bearer token (http/_auth.py), None without.
     """
     transport = LoopbackTransport(peer[0], peer[1], background, pump.max_packet_size,
                                   on_reply)
@@ -148,6 +150,8 @@ def open_submission(pump: Pump, peer: tuple[str, int], function: bytes, unique: 
     connection.connection_made(transport)  # refused: closes, which answers
     if connection.peer is None:
         return transport
+    if rights is not None:
+        connection.peer.rights = rights
     connection.data_received(encode_request(
         _SUBMIT[background, priority], function, unique or DEFAULT_UNIQUE, data))
     return transport
@@ -163,8 +167,8 @@ def answer(ptype: int, fields: list[bytes]) -> tuple[str, str, bytes]:
 
 
 async def submit(pump: Pump, peer: tuple[str, int], function: bytes, unique: bytes,
-                 data: bytes, background: bool,
-                 priority: str) -> tuple[int | None, list[bytes]]:
+                 data: bytes, background: bool, priority: str,
+                 rights: Rights | None = None) -> tuple[int | None, list[bytes]]:
     """:func:`open_submission` awaited: the broker's answer, as ``on_reply`` gets it."""
     reply: asyncio.Future[tuple[int | None, list[bytes]]] = (
         asyncio.get_running_loop().create_future())
@@ -174,8 +178,14 @@ async def submit(pump: Pump, peer: tuple[str, int], function: bytes, unique: byt
             reply.set_result((ptype, fields))
 
     transport = open_submission(pump, peer, function, unique, data, background, priority,
-                                on_reply)
+                                on_reply, rights)
     try:
         return await reply
     finally:
         transport.close()
+
+
+def function_name(raw_path: str) -> bytes:
+    """The function a request names: its raw path (query included, not percent-decoded,
+    as gearmand reads it) with the leading slashes removed."""
+    return raw_path.lstrip("/").encode("utf-8", "surrogateescape")

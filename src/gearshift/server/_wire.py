@@ -25,9 +25,16 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from gearshift.broker import Broker, Peer, error_packet
+from gearshift.broker._broker import BATCH_PACKETS
 from gearshift.protocol import ErrorCode, PacketReader, PartialBudget, ProtocolError
 
 log: Final = logging.getLogger("gearshift.server")
+
+#: Bytes of one unfinished packet past which its connection is read once per loop
+#: iteration: uvloop (libuv) reads a readable socket up to 32 times per iteration, so 34
+#: peers uploading 60 MiB bodies at once held one iteration for ~0.3-0.5 s (hostile load
+#: b, docs/benchmarks.md); a body under this size still arrives in one iteration.
+BIG_BODY_STEP: Final = 1 << 20
 
 class Pump:
     """Moves the broker's output to the sockets and its timers onto the event loop.
@@ -270,7 +277,19 @@ class GearmanConnection:
         except ProtocolError as exc:
             self._reject(peer, exc)
             return
-        self.broker.handle_packets(peer, packets)
+        if not packets:  # inside a packet: nothing to act on yet
+            if self.reader.buffered > BIG_BODY_STEP:
+                self.transport.pause_reading()
+                pump = self.pump
+                loop = pump.loop
+                if loop is None:
+                    loop = pump.loop = asyncio.get_running_loop()
+                loop.call_soon(self.read_on)
+            return
+        if len(packets) <= BATCH_PACKETS:
+            self.broker.handle_packets(peer, packets)
+        else:  # a huge read: the rest in later iterations, other peers between
+            self.broker.handle_first(peer, packets)
         if peer.urgent and peer.gates is None:
             # A worker's JOB_ASSIGN (or the NOOP answering its PRE_SLEEP) leaves now
             # rather than at the flush: the worker waits on it (see Pump.flush), and
@@ -323,6 +342,14 @@ class GearmanConnection:
                 self.continue_backlog()  # reading resumes once the backlog is done
             else:
                 self.transport.resume_reading()
+
+    def read_on(self) -> None:
+        """Read again after a large body's step (``BIG_BODY_STEP``), unless reading
+        stays paused for another reason (replies backed up, a backlog)."""
+        peer = self.peer
+        if (peer is not None and not peer.closed and not self.writing_paused
+                and peer.backlog is None and not self.transport.is_closing()):
+            self.transport.resume_reading()
 
     def continue_backlog(self) -> None:
         """Act on more of a batch stopped for its admin replies (Broker._admin_lines);

@@ -46,11 +46,12 @@ def _connect(host: str, port: int, timeout: float,
 
 
 def _answers_version(host: str, port: int, tls: ssl.SSLContext | None = None) -> bool:
+    """The server answers ``version`` -- or refuses it by ``--acl``, which is an answer."""
     try:
         with _connect(host, port, 0.5, tls) as sock:
             sock.sendall(b"version\n")
             sock.settimeout(0.5)
-            return sock.recv(64).startswith(b"OK")
+            return sock.recv(64).startswith((b"OK", b"ERR PERMISSION_DENIED"))
     except OSError:
         return False
 
@@ -66,6 +67,8 @@ def _connection_count(host: str, port: int, tls: ssl.SSLContext | None = None) -
                 if not chunk:
                     return -1
                 reply += chunk
+                if reply.startswith(b"ERR") and reply.endswith(b"\n"):
+                    return -1  # not allowed to list (--acl)
             # Leave no trace: wait for the server to close its side after our EOF, so this
             # probe is gone from its lists before the caller's next connection asks
             # (gearmand was seen still listing it: a flaky `workers` comparison). The
