@@ -14,15 +14,27 @@ def bucket(seconds: float) -> int:
                 len(TIME_BUCKETS))
 
 
+def test_the_bucket_chain_agrees_with_the_bounds() -> None:
+    # bucket_of is written out as comparisons; it must match TIME_BUCKETS exactly, at,
+    # just above and just below every bound
+    for bound in (*TIME_BUCKETS, 0.0, 1e12):
+        for seconds in (bound, bound * (1 - 1e-9), bound * (1 + 1e-9)):
+            hist = Histogram()
+            hist.observe(seconds)
+            assert hist.counts == [int(i == bucket(seconds))
+                                   for i in range(len(TIME_BUCKETS) + 1)], seconds
+
+
 def test_bucket_bounds_are_inclusive_and_the_last_takes_the_rest() -> None:
     hist = Histogram()
     for seconds in (0.0, 0.0005, 0.00051, 1.0, 3600.0, 3600.5, 1e9):
         hist.observe(seconds)
+    hist.observe(-1.0)  # a clock stepping back counts as no time at all
     expected = [0] * (len(TIME_BUCKETS) + 1)
-    for seconds in (0.0, 0.0005, 0.00051, 1.0, 3600.0, 3600.5, 1e9):
+    for seconds in (0.0, 0.0005, 0.00051, 1.0, 3600.0, 3600.5, 1e9, 0.0):
         expected[bucket(seconds)] += 1
     assert hist.counts == expected
-    assert hist.counts[0] == 2
+    assert hist.counts[0] == 3
     assert hist.counts[-1] == 2
     assert hist.total == 0.0005 + 0.00051 + 1.0 + 3600.0 + 3600.5 + 1e9
 
