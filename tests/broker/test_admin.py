@@ -11,16 +11,6 @@ from gearshift.broker import Broker, Peer
 from ._harness import P, admin, grab_handle, make_broker, submit, take, worker
 
 
-@pytest.fixture
-def broker() -> Broker:
-    return make_broker()
-
-
-@pytest.fixture
-def console(broker: Broker) -> Peer:
-    return broker.connect("127.0.0.1", 40000, fd=9)
-
-
 def test_workers_lists_every_connection(broker: Broker, console: Peer) -> None:
     w = broker.connect("10.0.0.7", 5555, fd=12)
     broker.handle(w, P.SET_CLIENT_ID, b"w-one")

@@ -18,7 +18,7 @@ from gearshift.broker._model import PENDING
 from gearshift.broker._outcomes import Outcome
 from gearshift.protocol import RES, PacketReader, PacketType
 
-from ._harness import P, admin, grab_handle, make_broker, submit, take, worker
+from ._harness import P, admin, grab_handle, submit, take, worker
 
 # ------------------------------------------------------------- the one-piece replies
 # What the admin commands built before listings were produced in pieces (the same
@@ -59,16 +59,6 @@ def old_show_unique_jobs(broker: Broker) -> bytes:
 OLD = {b"workers": old_workers, b"status": old_status,
        b"prioritystatus": old_priority_status, b"show jobs": old_show_jobs,
        b"show unique jobs": old_show_unique_jobs}
-
-
-@pytest.fixture
-def broker() -> Broker:
-    return make_broker()
-
-
-@pytest.fixture
-def console(broker: Broker) -> Peer:
-    return broker.connect("127.0.0.1", 40000, fd=9)
 
 
 def populate(broker: Broker, jobs: int, functions: int = 3) -> None:

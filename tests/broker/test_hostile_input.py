@@ -15,16 +15,6 @@ from ._harness import P, admin, grab, grab_handle, make_broker, submit, take, wo
 FORGER = b"evil\t7\t7\t7\n.\nhidden"
 
 
-@pytest.fixture
-def broker() -> Broker:
-    return make_broker()
-
-
-@pytest.fixture
-def console(broker: Broker) -> Peer:
-    return broker.connect("127.0.0.1", 40000, fd=9)
-
-
 def _rows(listing: bytes) -> list[list[bytes]]:
     assert listing.endswith(b"\n.\n")
     return [line.split(b"\t") for line in listing[:-3].split(b"\n")]
