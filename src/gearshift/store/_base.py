@@ -239,6 +239,36 @@ class Store(abc.ABC):
     async def close(self) -> None:
         """Release connections and threads; safe to call twice."""
 
+    # ------------------------------------------------- deep queues (paging)
+
+    #: Whether this store can page: :meth:`load_chunk`, :meth:`load_page` and
+    #: :meth:`load_jobs` work, so a server with ``--queue-memory`` may keep only the
+    #: head of each queue in memory and read the rest back as workers need it.
+    pageable: bool = False
+
+    async def load_chunk(self, after: int, limit: int) -> list[tuple[int, StoredJob]]:
+        """Up to ``limit`` stored jobs (every function) whose position is above
+        ``after``, in insertion order, each with its position: the replay of
+        :meth:`load` in pieces, so a deep queue never has to be read whole.
+
+        A position is the store's insertion counter: an integer above 0 that grows
+        with every stored job and is never reused while the job is stored.
+        """
+        raise StoreError(f"{self.description} cannot page its queue")
+
+    async def load_page(self, function: bytes, priority: int, after: int, limit: int,
+                        start: bytes = b"") -> list[tuple[int, StoredJob]]:
+        """Up to ``limit`` stored jobs of ``function`` at ``priority`` whose position is
+        above ``after`` -- and, when ``start`` names a stored job, not before that job
+        -- in insertion order, each with its position. ``start`` lets a caller that
+        never learnt a position begin at a job it knows by handle; a ``start`` that is
+        not stored is ignored."""
+        raise StoreError(f"{self.description} cannot page its queue")
+
+    async def load_jobs(self, handles: list[bytes]) -> list[StoredJob]:
+        """The stored jobs among ``handles`` (any order; missing ones are left out)."""
+        raise StoreError(f"{self.description} cannot page its queue")
+
     # ------------------------------------------------- several servers, one store
 
     #: Whether several servers may share this store (leases, adoption, fencing).

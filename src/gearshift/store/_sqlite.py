@@ -7,9 +7,10 @@ commit turns that one fsync into thousands of jobs' worth of durability.
 
 Tables: ``<table>`` (queued jobs, ``seq`` is insertion order), ``<table>_meta`` (the
 boot counter), ``<table>_outcomes``, ``<table>_schedules`` and ``<table>_flows`` (admin
-flow settings, one text per function). Times are REAL (an 8-byte
-float: exact). A job table made by an older version gains its ``submitted`` column on
-first open (existing rows read 0, "unknown").
+flow settings, one text per function), and the index ``<table>_page`` (function,
+priority: a deep queue's pages, see ``load_page``). Times are REAL (an 8-byte
+float: exact). A job table made by an older version gains its ``submitted`` column and
+the index on first open (existing rows read 0, "unknown").
 """
 
 from __future__ import annotations
@@ -122,12 +123,54 @@ class SQLiteStore(Store):
 
     async def load(self) -> list[StoredJob]:
         def read(db: sqlite3.Connection) -> list[StoredJob]:
-            rows = db.execute(
-                "SELECT handle, function, unique_key, data, priority, when_to_run, reducer, "
-                f"retries, submitted FROM {self.table} ORDER BY seq"
-            )
+            rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM {self.table} ORDER BY seq")
             return [StoredJob(h, f, u, d, p, w, r, n, float(s))
                     for h, f, u, d, p, w, r, n, s in rows]
+
+        return await self._call("load", read)
+
+    # ------------------------------------------------- deep queues (paging)
+
+    pageable = True
+
+    async def load_chunk(self, after: int, limit: int) -> list[tuple[int, StoredJob]]:
+        def read(db: sqlite3.Connection) -> list[tuple[int, StoredJob]]:
+            rows = db.execute(f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE seq > ? "
+                              "ORDER BY seq LIMIT ?", (after, limit))
+            return [(seq, StoredJob(h, f, u, d, p, w, r, n, float(s)))
+                    for seq, h, f, u, d, p, w, r, n, s in rows]
+
+        return await self._call("load", read)
+
+    async def load_page(self, function: bytes, priority: int, after: int, limit: int,
+                        start: bytes = b"") -> list[tuple[int, StoredJob]]:
+        def read(db: sqlite3.Connection) -> list[tuple[int, StoredJob]]:
+            low = after
+            if start:
+                # The job a caller knows by handle only: begin there (if still stored).
+                row = db.execute(f"SELECT seq FROM {self.table} WHERE handle = ?",
+                                 (start,)).fetchone()
+                if row is not None and row[0] - 1 > low:
+                    low = row[0] - 1
+            rows = db.execute(
+                f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE function = ? "
+                "AND priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (function, priority, low, limit))
+            return [(seq, StoredJob(h, f, u, d, p, w, r, n, float(s)))
+                    for seq, h, f, u, d, p, w, r, n, s in rows]
+
+        return await self._call("load", read)
+
+    async def load_jobs(self, handles: list[bytes]) -> list[StoredJob]:
+        def read(db: sqlite3.Connection) -> list[StoredJob]:
+            found: list[StoredJob] = []
+            for i in range(0, len(handles), 500):  # bound the bound parameters per query
+                part = handles[i:i + 500]
+                rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM {self.table} WHERE handle "
+                                  f"IN ({', '.join('?' * len(part))})", part)
+                found += [StoredJob(h, f, u, d, p, w, r, n, float(s))
+                          for h, f, u, d, p, w, r, n, s in rows]
+            return found
 
         return await self._call("load", read)
 
@@ -244,6 +287,8 @@ class _transaction:
             self.db.execute("ROLLBACK")
 
 
+_JOB_COLUMNS = ("handle, function, unique_key, data, priority, when_to_run, reducer, retries, "
+                "submitted")
 _OUTCOME_COLUMNS = ("handle, function, unique_key, state, result, attempts, submitted, "
                     "started, ended, dead, data, priority, reducer, reasons")
 _SCHEDULE_COLUMNS = "skey, function, unique_key, cron, data, priority, last_fired"
@@ -257,9 +302,9 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
     opening one file cannot both add the column.
     """
     tables = {name.lower() for (name,) in
-              db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+              db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
     wanted = {f"{t}{suffix}".lower()
-              for suffix in ("", "_meta", "_outcomes", "_schedules", "_flows")}
+              for suffix in ("", "_meta", "_outcomes", "_schedules", "_flows", "_page")}
     if wanted <= tables and any(row[1] == "submitted"
                                 for row in db.execute(f"PRAGMA table_info({t})")):
         return
@@ -274,6 +319,9 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
         columns = {row[1] for row in db.execute(f"PRAGMA table_info({t})")}
         if "submitted" not in columns:
             db.execute(f"ALTER TABLE {t} ADD COLUMN submitted REAL NOT NULL DEFAULT 0.0")
+        # A deep queue's pages (load_page) are read by function and priority in seq
+        # order: the index holds the rowid, so a page is one range scan.
+        db.execute(f"CREATE INDEX IF NOT EXISTS {t}_page ON {t} (function, priority)")
         db.execute(f"CREATE TABLE IF NOT EXISTS {t}_meta "
                    "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         db.execute(
