@@ -15,6 +15,7 @@ columns, and names without those bytes print byte-for-byte as gearmand prints th
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Final
@@ -23,7 +24,7 @@ from gearshift.broker._access import CHANGING, DENIED, AdminAccess
 from gearshift.broker._acl import Rights
 from gearshift.broker._admin_flow import FlowCommands
 from gearshift.broker._admin_outcomes import OutcomeCommands
-from gearshift.broker._lifecycle import JobLifecycle
+from gearshift.broker._deep import DeepQueues
 from gearshift.broker._model import PENDING, Peer
 from gearshift.broker._numbers import atoi as _atoi
 
@@ -69,7 +70,7 @@ def _admin_allowed(rights: Rights, command: bytes) -> bool:
 class AdminCommands:
     """Dispatches one admin text line to the command that answers it."""
 
-    def __init__(self, broker: JobLifecycle) -> None:
+    def __init__(self, broker: DeepQueues) -> None:
         self.broker = broker
         self.table: dict[bytes, Callable[[list[bytes]], bytes]] = {
             b"workers": self.workers,
@@ -84,6 +85,7 @@ class AdminCommands:
             b"verbose": self.verbose,
             b"version": self.version,
             b"shutdown": self.shutdown,
+            b"memory": self.memory,
         }
         # Outcomes, dead letters and schedules: gearshift's own, answered in JSON.
         self.outcome_commands = OutcomeCommands(broker)
@@ -127,8 +129,8 @@ class AdminCommands:
 
     def priority_status(self, words: list[bytes]) -> bytes:
         lines = [
-            b"%s\t%d\t%d\t%d\t%d\n" % (escape(f.name), f.queued[0], f.queued[1] + f.scheduled,
-                                       f.queued[2], len(f.workers))
+            b"%s\t%d\t%d\t%d\t%d\n" % (escape(f.name), f.depth(0), f.depth(1) + f.scheduled,
+                                       f.depth(2), len(f.workers))
             for f in self.broker.functions.values()
         ]
         return b"".join(lines) + END
@@ -146,6 +148,8 @@ class AdminCommands:
                 b"%s\t%d\t0\t%d\n" % (escape(j.handle), j.retries, 0 if j.state == PENDING else 1)
                 for j in jobs
             ]
+            # Jobs of deep queues that are only in the store: queued, never retried.
+            lines += [b"%s\t0\t0\t1\n" % escape(h) for h in self.broker.spilled_handles()]
             return b"".join(lines) + END
         if rest == [b"unique", b"jobs"]:
             return b"".join(escape(j.unique) + b"\n" for j in jobs) + END
@@ -158,7 +162,8 @@ class AdminCommands:
             return _unknown(words[0])
         if len(words) != 3 or words[1].lower() != b"job":
             return b"ERR UNKNOWN_ERROR\r\n"
-        return OK if self.broker.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"
+        # (held, b"", while a job of a deep queue is read back from the store)
+        return self.broker.cancel_command(words[2], self.outcome_commands.peer)
 
     def create(self, words: list[bytes]) -> bytes:
         if len(words) != 3 or words[1].lower() != b"function":
@@ -192,6 +197,10 @@ class AdminCommands:
         return OK
 
     # -------------------------------------------------------------- server facts
+
+    def memory(self, words: list[bytes]) -> bytes:
+        """gearshift's own: jobs in memory and only in the store (deep queues)."""
+        return b"OK " + json.dumps(self.broker.memory_report()).encode() + b"\n"
 
     def getpid(self, words: list[bytes]) -> bytes:
         return b"OK %d\n" % self.broker.config.pid

@@ -248,6 +248,21 @@ class FlowControl:
         return now + missing / self.per_second
 
 
+class Pages:
+    """A function's deep queue (``--queue-memory``), per priority: how many of its jobs
+    are only in the store (spilled), the store position after which the next page
+    starts (or the handle of the first spilled job, until a position is known), and
+    whether a page is being read. Created when the function first spills."""
+
+    __slots__ = ("after", "loading", "spilled", "start")
+
+    def __init__(self) -> None:
+        self.spilled = [0, 0, 0]
+        self.after = [0, 0, 0]
+        self.start = [b"", b"", b""]
+        self.loading = [False, False, False]
+
+
 class Function:
     """A function name with its three FIFO queues and the workers able to run it.
 
@@ -264,11 +279,13 @@ class Function:
         "blocked",
         "completed",
         "dead",
+        "deep",
         "failed",
         "flow",
         "handle_prefix",
         "max_queue",
         "name",
+        "pages",
         "payloads",
         "queued",
         "queues",
@@ -312,8 +329,13 @@ class Function:
         #: flow-control state; None (the usual case) = no limit, nothing to check
         self.flow: FlowControl | None = None
         #: a limit holds its queued jobs back: it is in no ``ready`` list meanwhile, so
-        #: the dispatch scans never see it (see BrokerState._reflow)
+        #: the dispatch scans never see it (see BrokerState._reflow); so does a deep
+        #: queue whose head ran out while its next page is read (``starved``)
         self.blocked = False
+        #: queued jobs only in the store (deep queues); 0, the usual case, is all the
+        #: dispatch path tests; ``pages`` says which priorities and where they resume
+        self.deep = 0
+        self.pages: Pages | None = None
 
     def coalescing_index(self, unique: bytes, data: bytes) -> tuple[dict[bytes, Job], bytes]:
         """Where a job with this non-empty unique is indexed for coalescing, and its key:
@@ -324,9 +346,24 @@ class Function:
 
     @property
     def total(self) -> int:
-        """Queued (including scheduled) plus running, as gearmand's ``status`` counts."""
+        """Queued (including scheduled and spilled) plus running, as gearmand's
+        ``status`` counts."""
         q = self.queued
-        return q[0] + q[1] + q[2] + self.scheduled + self.running
+        return q[0] + q[1] + q[2] + self.scheduled + self.running + self.deep
+
+    def depth(self, priority: int) -> int:
+        """Queued jobs of one priority, in memory and spilled."""
+        pages = self.pages
+        return self.queued[priority] + (pages.spilled[priority] if pages is not None else 0)
+
+    def starved(self) -> bool:
+        """A priority has spilled jobs but none in memory: until its page is read, the
+        function must hand out nothing (a lower priority's job would jump the queue)."""
+        pages = self.pages
+        if pages is None:
+            return False
+        q, s = self.queued, pages.spilled
+        return bool((s[0] and not q[0]) or (s[1] and not q[1]) or (s[2] and not q[2]))
 
     def __repr__(self) -> str:
         return f"<Function {self.name!r} queued={self.queued} running={self.running}>"

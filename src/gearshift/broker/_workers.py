@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from typing import Final
 
-from gearshift.broker._lifecycle import JobLifecycle
+from gearshift.broker._deep import DeepQueues
 from gearshift.broker._model import HIGH, LOW, QUEUED, RUNNING, Function, Job, Peer
 from gearshift.broker._numbers import atoi as _atoi
 from gearshift.broker._packets import (
@@ -31,7 +31,7 @@ P = PacketType
 MIN_TIMEOUT_MS: Final = 1000
 
 
-class WorkerDispatch(JobLifecycle):
+class WorkerDispatch(DeepQueues):
     """Worker registration, sleep and wake-up, and job selection (no I/O)."""
 
     def _register(self, peer: Peer, name: bytes) -> Function:
@@ -119,7 +119,7 @@ class WorkerDispatch(JobLifecycle):
             if len(sleepers) > 4 * len(func.workers) + 64:
                 self._compact_sleepers(func)
 
-    def _take(self, peer: Peer) -> Job | None:
+    def _take(self, peer: Peer) -> Job | None:  # noqa: C901 (every grab: inlined on purpose)
         """Pick and dequeue the job ``peer`` should run next, or None."""
         funcs = peer.functions
         if not funcs or self.draining:
@@ -151,6 +151,8 @@ class WorkerDispatch(JobLifecycle):
             if not left:
                 del ready[best]
                 queue.clear()
+            if best.deep:  # some of its jobs are only in the store: read ahead (_deep)
+                self._low(best, prio)
             # The one flow-control test a job start pays (limits, weights: _core).
             if best.flow is not None and self._flow_started(best):
                 return job
