@@ -23,7 +23,14 @@ from gearshift.server._cluster import LeaseKeeper, restore_jobs
 from gearshift.server._config import ServerConfig, StartupError
 
 if TYPE_CHECKING:
-    from gearshift.store import FencedError, GroupCommitter, Store, StoredJob, StoredOutcome
+    from gearshift.store import (
+        FencedError,
+        GroupCommitter,
+        Store,
+        StoredJob,
+        StoredOutcome,
+        StoreError,
+    )
 
 log = logging.getLogger("gearshift.server")
 
@@ -40,32 +47,36 @@ class DurableStore:
 
     def __init__(self, store: Store, committer: GroupCommitter, broker: Broker,
                  on_change: Callable[[], None]) -> None:
+        from gearshift.store import StoredJob
+
         self.store = store
         self.committer = committer
+        committer.on_added = self._added
         self.broker = broker
         self.on_change = on_change
+        self._stored_job = StoredJob  # (imported here: the store package loads lazily)
         #: renews the lease of a store shared by several servers (None otherwise)
         self.keeper: LeaseKeeper | None = None
         #: page reads and lookups of deep queues under way
         self._reads: set[asyncio.Task[None]] = set()
 
     def add(self, job: Job) -> None:
-        from gearshift.store import StoredJob
+        # The committer answers once per batch (_added), not with a future per job.
+        self.committer.add_quiet(self._stored_job(
+            job.handle, job.function.name, job.unique, job.data, job.priority,
+            math.ceil(job.when), job.reducer, job.retries, job.submitted), job)
 
-        future = self.committer.add(StoredJob(
-            handle=job.handle, function=job.function.name, unique=job.unique, data=job.data,
-            priority=job.priority, when=math.ceil(job.when), reducer=job.reducer,
-            retries=job.retries, submitted=job.submitted,
-        ))
-        future.add_done_callback(lambda fut: self._added(job, fut))
-
-    def _added(self, job: Job, future: asyncio.Future[None]) -> None:
-        exc = future.exception() if not future.cancelled() else RuntimeError("cancelled")
-        if exc is None:
-            self.broker.persisted(job)
+    def _added(self, jobs: list[Job], error: StoreError | None) -> None:
+        """A batch's transaction ended: acknowledge (or refuse) its jobs, in order."""
+        broker = self.broker
+        if error is None:
+            for job in jobs:
+                broker.persisted(job)
         else:
-            log.error("store write failed for %r: %s", job.handle, exc)
-            self.broker.persist_failed(job, f"persistent store write failed: {exc}")
+            log.error("store write of %d jobs failed: %s", len(jobs), error)
+            message = f"persistent store write failed: {error}"
+            for job in jobs:
+                broker.persist_failed(job, message)
         self.on_change()
 
     def remove(self, job: Job) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import os
 import sqlite3
 from collections.abc import Callable
@@ -210,15 +211,10 @@ class SQLiteStore(Store):
 
         def write(db: sqlite3.Connection) -> None:
             with _transaction(db):
-                db.executemany(
-                    f"INSERT INTO {t} (handle, function, unique_key, data, priority, "
-                    "when_to_run, reducer, retries, submitted) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
-                      j.retries, j.submitted) for j in batch.adds],
-                )
-                db.executemany(f"DELETE FROM {t} WHERE handle = ?",
-                               [(h,) for h in batch.removes])
+                if batch.adds:
+                    _insert_jobs(db, t, batch.adds)
+                if batch.removes:
+                    _delete_jobs(db, t, batch.removes)
                 db.executemany(f"UPDATE {t} SET retries = ? WHERE handle = ?",
                                [(n, h) for h, n in batch.retries.items()])
                 db.executemany(f"UPDATE {t} SET when_to_run = ? WHERE handle = ?",
@@ -340,6 +336,42 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
         )
         db.execute(f"CREATE TABLE IF NOT EXISTS {t}_flows (seq INTEGER PRIMARY KEY, "
                    "function BLOB NOT NULL UNIQUE, setting TEXT NOT NULL)")
+
+
+#: Most jobs per INSERT statement. sqlite3 releases the GIL around every step of a
+#: statement, and taking it back while the event loop runs cost a thread switch per
+#: row with one ``executemany`` row per job; one multi-row statement is one step. With
+#: the event loop's per-job futures gone too (GroupCommitter.add_quiet), a 300k-job
+#: queue fill took ~25% less server CPU (docs/benchmarks.md, "Round 6").
+ROWS_PER_INSERT = 1024
+_ONE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _insert_jobs(db: sqlite3.Connection, t: str, adds: list[StoredJob]) -> None:
+    head = (f"INSERT INTO {t} (handle, function, unique_key, data, priority, when_to_run, "
+            "reducer, retries, submitted) VALUES ")
+    rows = [(j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
+             j.retries, j.submitted) for j in adds]
+    # SQLite before 3.32 binds at most 999 values per statement (9 per row).
+    per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 9)
+    full = len(rows) // per * per if per > 1 else 0
+    if full:
+        db.executemany(head + ", ".join([_ONE_ROW] * per),
+                       [tuple(itertools.chain.from_iterable(rows[i:i + per]))
+                        for i in range(0, full, per)])
+    if full < len(rows):
+        db.executemany(head + _ONE_ROW, rows[full:])
+
+
+def _delete_jobs(db: sqlite3.Connection, t: str, handles: list[bytes]) -> None:
+    """Many handles per DELETE, as for inserts (one step, one GIL round trip, each)."""
+    per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    full = len(handles) // per * per
+    if full:
+        db.executemany(f"DELETE FROM {t} WHERE handle IN ({', '.join('?' * per)})",
+                       [handles[i:i + per] for i in range(0, full, per)])
+    if full < len(handles):
+        db.executemany(f"DELETE FROM {t} WHERE handle = ?", [(h,) for h in handles[full:]])
 
 
 def _write_outcomes(db: sqlite3.Connection, t: str, batch: Batch) -> None:
