@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from conftest import Backend
 
-from gearshift.store import Batch, Store, StoredJob, StoreError
+from gearshift.store import Batch, JobRow, Store, StoredJob, StoreError, row_job
 
 PAGEABLE = {"sqlite", "postgresql", "mysql"}
 
@@ -65,7 +65,7 @@ def test_load_chunk_replays_in_pieces_with_growing_positions(durable_backend: Ba
         await store.apply(Batch(adds=jobs[10:], removes=[jobs[4].handle]))
         await store.close()
         store = await opened(durable_backend)  # a restart
-        seen: list[tuple[int, StoredJob]] = []
+        seen: list[JobRow] = []
         after = 0
         while True:
             chunk = await store.load_chunk(after, 7)
@@ -74,11 +74,13 @@ def test_load_chunk_replays_in_pieces_with_growing_positions(durable_backend: Ba
                 break
             seen += chunk
             after = chunk[-1][0]
-        positions = [pos for pos, _ in seen]
+        positions = [row[0] for row in seen]
         assert positions == sorted(set(positions))
         assert positions[0] > 0
-        assert [j for _, j in seen] == [j for j in jobs if j is not jobs[4]]
-        assert [j for _, j in seen] == await store.load()
+        assert [row_job(r) for r in seen] == [j for j in jobs if j is not jobs[4]]
+        assert [row_job(r) for r in seen] == await store.load()
+        kinds = (int, bytes, bytes, bytes, bytes, int, int, bytes, int, float)
+        assert all(tuple(type(v) for v in r) == kinds for r in seen)
         await store.close()
 
     run(body)
@@ -94,20 +96,20 @@ def test_load_page_is_one_function_and_priority_in_order(durable_backend: Backen
             await store.apply(Batch(adds=jobs[i:i + 9]))
         wanted = [j for j in jobs if j.function == b"a" and j.priority == 1]
         # Paging through with the last position as the next bound gives them all, once.
-        got: list[tuple[int, StoredJob]] = []
+        got: list[JobRow] = []
         after = 0
         while page := await store.load_page(b"a", 1, after, 4):
             assert len(page) <= 4
             got += page
             after = page[-1][0]
-        assert [j for _, j in got] == wanted
-        assert [p for p, _ in got] == sorted(p for p, _ in got)
+        assert [row_job(r) for r in got] == wanted
+        assert [r[0] for r in got] == sorted(r[0] for r in got)
         # The positions are those of load_chunk.
-        chunk = dict((j.handle, p) for p, j in await store.load_chunk(0, 1000))
-        assert all(chunk[j.handle] == p for p, j in got)
+        chunk = {r[1]: r[0] for r in await store.load_chunk(0, 1000)}
+        assert all(chunk[r[1]] == r[0] for r in got)
         # ``after`` is exclusive; other functions and priorities never show.
         third = got[2][0]
-        assert [j for _, j in await store.load_page(b"a", 1, third, 100)] == wanted[3:]
+        assert [row_job(r) for r in await store.load_page(b"a", 1, third, 100)] == wanted[3:]
         assert await store.load_page(b"a", 2, 0, 100) == []
         assert await store.load_page(b"missing", 1, 0, 100) == []
         await store.close()
@@ -123,15 +125,15 @@ def test_load_page_can_start_at_a_handle(durable_backend: Backend) -> None:
         jobs = [job(n) for n in range(12)]
         await store.apply(Batch(adds=jobs))
         page = await store.load_page(b"fn", 1, 0, 100, start=jobs[5].handle)
-        assert [j for _, j in page] == jobs[5:]
+        assert [row_job(r) for r in page] == jobs[5:]
         # ``after`` still bounds it when it is further on.
         sixth = page[2][0]
-        assert [j for _, j in await store.load_page(b"fn", 1, sixth, 100,
-                                                    start=jobs[5].handle)] == jobs[8:]
+        assert [row_job(r) for r in await store.load_page(b"fn", 1, sixth, 100,
+                                                         start=jobs[5].handle)] == jobs[8:]
         # A start job that is gone is ignored: the bound is ``after``.
         await store.apply(Batch(removes=[jobs[5].handle]))
         page = await store.load_page(b"fn", 1, 0, 100, start=jobs[5].handle)
-        assert [j for _, j in page] == jobs[:5] + jobs[6:]
+        assert [row_job(r) for r in page] == jobs[:5] + jobs[6:]
         await store.close()
 
     run(body)

@@ -47,9 +47,10 @@ from gearshift.protocol._spec import ErrorCode, PacketType
 
 P = PacketType
 
-#: What a job in memory costs besides its payload (Job, extras, unique, indexes), for
-#: the ``--queue-memory`` budget; benchmarks/memory_bench.py measures ~330-430.
-JOB_BYTES: Final = 400
+#: What a queued job in memory costs besides its payload bytes (the Job, the payload's
+#: and unique's objects, the indexes), for the ``--queue-memory`` budget:
+#: benchmarks/memory_bench.py measures 317 bytes with a 64-byte payload and a unique.
+JOB_BYTES: Final = 300
 #: Jobs per page read back, and the head size below which the next page is read.
 MIN_PAGE: Final = 16
 MAX_PAGE: Final = 10_000

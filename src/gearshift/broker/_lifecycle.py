@@ -509,6 +509,8 @@ class JobLifecycle(BrokerState):
             for ack in job.waiting:
                 self._pay(ack, created)
             job.waiting = None
+            if job.more is not None and job.more.unused():
+                job.more = None
         if not self._spilled(job, -1):  # (a deep queue keeps it in the store only)
             self._activate(job)
 

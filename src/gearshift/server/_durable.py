@@ -139,7 +139,7 @@ class DurableStore:
                     limit: int) -> None:
         rows = await self._read("a page of a deep queue", lambda: self.store.load_page(
             function, priority, after, limit, start))
-        self.broker.paged(function, priority, [paged_row(p, j) for p, j in rows])
+        self.broker.paged(function, priority, rows)  # (a JobRow is a PagedRow)
         self.on_change()
 
     async def _lookup(self, handles: list[bytes], request: Lookup) -> None:
@@ -283,9 +283,10 @@ async def replay_windows(store: Store, broker: Broker) -> int:
     replayed = after = 0
     try:
         while chunk := await store.load_chunk(after, REPLAY_CHUNK):
-            for position, job in chunk:
-                broker.restore(job.handle, job.function, job.unique, job.data, job.priority,
-                               job.when, job.reducer, job.retries, job.submitted, position)
+            for position, handle, function, unique, data, priority, when, reducer, \
+                    retries, submitted in chunk:
+                broker.restore(handle, function, unique, data, priority, when, reducer,
+                               retries, submitted, position)
             replayed += len(chunk)
             after = chunk[-1][0]
     except StoreError as exc:

@@ -22,11 +22,13 @@ from urllib.parse import unquote, urlsplit
 
 from gearshift.store._base import (
     Batch,
+    JobRow,
     Store,
     StoredJob,
     StoredOutcome,
     StoredSchedule,
     StoreError,
+    row_job,
 )
 from gearshift.store._open import table_name
 from gearshift.store._record import pack_reasons, unpack_reasons
@@ -137,21 +139,20 @@ class MySQLStore(Store):
 
     pageable = True
 
-    async def _jobs_where(self, where: str) -> list[tuple[int, StoredJob]]:
-        async def read(cur: Any) -> list[tuple[int, StoredJob]]:
+    async def _jobs_where(self, where: str) -> list[JobRow]:
+        async def read(cur: Any) -> list[JobRow]:
             await cur.execute(f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE {where}")
-            return [(int(r[0]), StoredJob(bytes(r[1]), bytes(r[2]), bytes(r[3]), bytes(r[4]),
-                                          int(r[5]), int(r[6]), bytes(r[7]), int(r[8]),
-                                          float(r[9])))
+            return [(int(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]), bytes(r[4]), int(r[5]),
+                     int(r[6]), bytes(r[7]), int(r[8]), float(r[9]))
                     for r in await cur.fetchall()]
 
         return await self._call("load", lambda c: self._transaction(c, read))
 
-    async def load_chunk(self, after: int, limit: int) -> list[tuple[int, StoredJob]]:
+    async def load_chunk(self, after: int, limit: int) -> list[JobRow]:
         return await self._jobs_where(f"seq > {int(after)} ORDER BY seq LIMIT {int(limit)}")
 
     async def load_page(self, function: bytes, priority: int, after: int, limit: int,
-                        start: bytes = b"") -> list[tuple[int, StoredJob]]:
+                        start: bytes = b"") -> list[JobRow]:
         # A start job that is no longer stored leaves the bound at ``after``.
         low = (f"GREATEST({int(after)}, COALESCE((SELECT s.seq - 1 FROM {self.table} s "
                f"WHERE s.handle = {_hex(start)}), {int(after)}))") if start else str(int(after))
@@ -163,7 +164,7 @@ class MySQLStore(Store):
         found: list[StoredJob] = []
         for i in range(0, len(handles), UPDATE_CHUNK):
             part = handles[i:i + UPDATE_CHUNK]
-            found += [job for _, job in await self._jobs_where(
+            found += [row_job(row) for row in await self._jobs_where(
                 f"handle IN ({', '.join(map(_hex, part))})")]
         return found
 

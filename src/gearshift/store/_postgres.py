@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from gearshift.store import _pg_cluster as cluster
 from gearshift.store._base import (
     Batch,
+    JobRow,
     LeaseInfo,
     Store,
     StoredJob,
@@ -168,18 +169,18 @@ class PostgresStore(Store):
         args.append(self._claim[0])
         return f" AND owner = ${len(args)}"
 
-    async def load_chunk(self, after: int, limit: int) -> list[tuple[int, StoredJob]]:
+    async def load_chunk(self, after: int, limit: int) -> list[JobRow]:
         args: list[Any] = [after, limit]
         sql = (f"SELECT seq, {cluster.JOB_COLUMNS} FROM {self.table} WHERE seq > $1"
                f"{self._owned(args)} ORDER BY seq LIMIT $2")
 
-        async def read(conn: Any) -> list[tuple[int, StoredJob]]:
-            return [(row[0], StoredJob(*row[1:])) for row in await conn.fetch(sql, *args)]
+        async def read(conn: Any) -> list[JobRow]:
+            return [tuple(row) for row in await conn.fetch(sql, *args)]
 
         return await self._call("load", read)
 
     async def load_page(self, function: bytes, priority: int, after: int, limit: int,
-                        start: bytes = b"") -> list[tuple[int, StoredJob]]:
+                        start: bytes = b"") -> list[JobRow]:
         args: list[Any] = [function, priority, after, limit, start]
         # A start job that is no longer stored leaves the bound at ``after``.
         sql = (f"SELECT seq, {cluster.JOB_COLUMNS} FROM {self.table} WHERE function = $1 "
@@ -187,8 +188,8 @@ class PostgresStore(Store):
                f"{self.table} WHERE handle = $5), $3)){self._owned(args)} "
                "ORDER BY seq LIMIT $4")
 
-        async def read(conn: Any) -> list[tuple[int, StoredJob]]:
-            return [(row[0], StoredJob(*row[1:])) for row in await conn.fetch(sql, *args)]
+        async def read(conn: Any) -> list[JobRow]:
+            return [tuple(row) for row in await conn.fetch(sql, *args)]
 
         return await self._call("load", read)
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from gearshift.store._base import (
     Batch,
+    JobRow,
     Store,
     StoredJob,
     StoredOutcome,
@@ -134,18 +135,19 @@ class SQLiteStore(Store):
 
     pageable = True
 
-    async def load_chunk(self, after: int, limit: int) -> list[tuple[int, StoredJob]]:
-        def read(db: sqlite3.Connection) -> list[tuple[int, StoredJob]]:
-            rows = db.execute(f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE seq > ? "
-                              "ORDER BY seq LIMIT ?", (after, limit))
-            return [(seq, StoredJob(h, f, u, d, p, w, r, n, float(s)))
-                    for seq, h, f, u, d, p, w, r, n, s in rows]
+    async def load_chunk(self, after: int, limit: int) -> list[JobRow]:
+        def read(db: sqlite3.Connection) -> list[JobRow]:
+            # The rows as they come: ``submitted`` is REAL (a float) by the column's type.
+            rows: list[JobRow] = db.execute(
+                f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE seq > ? "
+                "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+            return rows
 
         return await self._call("load", read)
 
     async def load_page(self, function: bytes, priority: int, after: int, limit: int,
-                        start: bytes = b"") -> list[tuple[int, StoredJob]]:
-        def read(db: sqlite3.Connection) -> list[tuple[int, StoredJob]]:
+                        start: bytes = b"") -> list[JobRow]:
+        def read(db: sqlite3.Connection) -> list[JobRow]:
             low = after
             if start:
                 # The job a caller knows by handle only: begin there (if still stored).
@@ -153,12 +155,11 @@ class SQLiteStore(Store):
                                  (start,)).fetchone()
                 if row is not None and row[0] - 1 > low:
                     low = row[0] - 1
-            rows = db.execute(
+            rows: list[JobRow] = db.execute(
                 f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE function = ? "
                 "AND priority = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (function, priority, low, limit))
-            return [(seq, StoredJob(h, f, u, d, p, w, r, n, float(s)))
-                    for seq, h, f, u, d, p, w, r, n, s in rows]
+                (function, priority, low, limit)).fetchall()
+            return rows
 
         return await self._call("load", read)
 
@@ -214,7 +215,7 @@ class SQLiteStore(Store):
                 if batch.adds:
                     _insert_jobs(db, t, batch.adds)
                 if batch.removes:
-                    _delete_jobs(db, t, batch.removes)
+                    _delete_many(db, t, "handle", batch.removes)
                 db.executemany(f"UPDATE {t} SET retries = ? WHERE handle = ?",
                                [(n, h) for h, n in batch.retries.items()])
                 db.executemany(f"UPDATE {t} SET when_to_run = ? WHERE handle = ?",
@@ -344,47 +345,53 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
 #: the event loop's per-job futures gone too (GroupCommitter.add_quiet), a 300k-job
 #: queue fill took ~25% less server CPU (docs/benchmarks.md, "Round 6").
 ROWS_PER_INSERT = 1024
-_ONE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _insert_jobs(db: sqlite3.Connection, t: str, adds: list[StoredJob]) -> None:
-    head = (f"INSERT INTO {t} (handle, function, unique_key, data, priority, when_to_run, "
-            "reducer, retries, submitted) VALUES ")
-    rows = [(j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
-             j.retries, j.submitted) for j in adds]
-    # SQLite before 3.32 binds at most 999 values per statement (9 per row).
-    per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 9)
+    _insert_many(db, f"INSERT INTO {t} (handle, function, unique_key, data, priority, "
+                 "when_to_run, reducer, retries, submitted) VALUES ",
+                 [(j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
+                   j.retries, j.submitted) for j in adds], 9)
+
+
+def _insert_many(db: sqlite3.Connection, head: str, rows: list[tuple[object, ...]],
+                 width: int) -> None:
+    """``head`` (an INSERT ... VALUES) for ``rows`` of ``width`` values, up to
+    ROWS_PER_INSERT rows per statement."""
+    # SQLite before 3.32 binds at most 999 values per statement.
+    per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    one = "(" + ", ".join("?" * width) + ")"
     full = len(rows) // per * per if per > 1 else 0
     if full:
-        db.executemany(head + ", ".join([_ONE_ROW] * per),
+        db.executemany(head + ", ".join([one] * per),
                        [tuple(itertools.chain.from_iterable(rows[i:i + per]))
                         for i in range(0, full, per)])
     if full < len(rows):
-        db.executemany(head + _ONE_ROW, rows[full:])
+        db.executemany(head + one, rows[full:])
 
 
-def _delete_jobs(db: sqlite3.Connection, t: str, handles: list[bytes]) -> None:
-    """Many handles per DELETE, as for inserts (one step, one GIL round trip, each)."""
+def _delete_many(db: sqlite3.Connection, table: str, column: str, keys: list[bytes]) -> None:
+    """Many keys per DELETE, as for inserts (one step, one GIL round trip, each)."""
     per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-    full = len(handles) // per * per
+    full = len(keys) // per * per
     if full:
-        db.executemany(f"DELETE FROM {t} WHERE handle IN ({', '.join('?' * per)})",
-                       [handles[i:i + per] for i in range(0, full, per)])
-    if full < len(handles):
-        db.executemany(f"DELETE FROM {t} WHERE handle = ?", [(h,) for h in handles[full:]])
+        db.executemany(f"DELETE FROM {table} WHERE {column} IN ({', '.join('?' * per)})",
+                       [keys[i:i + per] for i in range(0, full, per)])
+    if full < len(keys):
+        db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(k,) for k in keys[full:]])
 
 
 def _write_outcomes(db: sqlite3.Connection, t: str, batch: Batch) -> None:
     # INSERT OR REPLACE deletes the old row and adds a new one with a new seq, so a
     # replaced outcome moves to the end of the insertion order (as in the memory store).
-    db.executemany(
-        f"INSERT OR REPLACE INTO {t}_outcomes ({_OUTCOME_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(o.handle, o.function, o.unique, o.state, o.result, o.attempts, o.submitted,
-          o.started, o.ended, int(o.dead), o.data, o.priority, o.reducer,
-          pack_reasons(o.reasons)) for o in batch.outcomes.values() if o is not None])
-    db.executemany(f"DELETE FROM {t}_outcomes WHERE handle = ?",
-                   [(h,) for h, o in batch.outcomes.items() if o is None])
+    # Many rows per statement, as for jobs: a drain writes one outcome per job.
+    _insert_many(db, f"INSERT OR REPLACE INTO {t}_outcomes ({_OUTCOME_COLUMNS}) VALUES ",
+                 [(o.handle, o.function, o.unique, o.state, o.result, o.attempts,
+                   o.submitted, o.started, o.ended, int(o.dead), o.data, o.priority,
+                   o.reducer, pack_reasons(o.reasons))
+                  for o in batch.outcomes.values() if o is not None], 14)
+    _delete_many(db, f"{t}_outcomes", "handle",
+                 [h for h, o in batch.outcomes.items() if o is None])
 
 
 def _write_schedules(db: sqlite3.Connection, t: str, batch: Batch) -> None:
