@@ -359,26 +359,22 @@ def _insert_many(db: sqlite3.Connection, head: str, rows: list[tuple[object, ...
     """``head`` (an INSERT ... VALUES) for ``rows`` of ``width`` values, up to
     ROWS_PER_INSERT rows per statement."""
     # SQLite before 3.32 binds at most 999 values per statement.
-    per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    per = max(1, min(ROWS_PER_INSERT,
+                     db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
     one = "(" + ", ".join("?" * width) + ")"
-    full = len(rows) // per * per if per > 1 else 0
-    if full:
-        db.executemany(head + ", ".join([one] * per),
-                       [tuple(itertools.chain.from_iterable(rows[i:i + per]))
-                        for i in range(0, full, per)])
-    if full < len(rows):
-        db.executemany(head + one, rows[full:])
+    for i in range(0, len(rows), per):
+        part = rows[i:i + per]
+        db.execute(head + ", ".join([one] * len(part)),
+                   tuple(itertools.chain.from_iterable(part)))
 
 
 def _delete_many(db: sqlite3.Connection, table: str, column: str, keys: list[bytes]) -> None:
     """Many keys per DELETE, as for inserts (one step, one GIL round trip, each)."""
     per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-    full = len(keys) // per * per
-    if full:
-        db.executemany(f"DELETE FROM {table} WHERE {column} IN ({', '.join('?' * per)})",
-                       [keys[i:i + per] for i in range(0, full, per)])
-    if full < len(keys):
-        db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(k,) for k in keys[full:]])
+    for i in range(0, len(keys), per):
+        part = keys[i:i + per]
+        db.execute(f"DELETE FROM {table} WHERE {column} IN ({', '.join('?' * len(part))})",
+                   part)
 
 
 def _write_outcomes(db: sqlite3.Connection, t: str, batch: Batch) -> None:
