@@ -224,8 +224,10 @@ def test_sigkill_and_restart_lose_nothing_and_load_only_windows(tmp_path: Path) 
 
 @pytest.mark.timeout(120)
 def test_the_memory_store_keeps_every_job_in_memory() -> None:
-    with GearshiftServer(store="memory", extra_args=["--queue-memory", BUDGET]) as srv:
+    with GearshiftServer(store="memory", extra_args=["--queue-memory", BUDGET, "--verbose",
+                                                     "WARNING"]) as srv:
         submit_many(srv, [(P.SUBMIT_JOB_BG, b"f", b"", b"%d" % n) for n in range(1000)])
         mem = memory(srv)
         assert mem["spilled"] == 0
         assert mem["jobs_in_memory"] == 1000
+        assert "--queue-memory is ignored" in srv.read_log()
