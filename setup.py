@@ -30,6 +30,8 @@ COMPILED_MODULES = [
     "src/gearshift/broker/_config.py",
     "src/gearshift/broker/_core.py",
     "src/gearshift/broker/_lifecycle.py",
+    "src/gearshift/broker/_spill.py",
+    "src/gearshift/broker/_deep.py",
     "src/gearshift/broker/_workers.py",
     "src/gearshift/broker/_broker.py",
     "src/gearshift/broker/_admin.py",

@@ -55,8 +55,10 @@ def _jobs_cell(side: Side, row: Row) -> str:
     if side.jobs_per_s is None:
         return "n/a" if side.skipped else "failed" if side.errors else "-"
     cell = _num(side.jobs_per_s)
-    if row.name == "fill" and side.secs is not None:
+    if row.name.startswith("fill") and side.secs is not None:
         cell += f" ({side.secs:.1f} s)"
+    if side.then_jobs_per_s is not None:
+        cell += f"; drain {_num(side.then_jobs_per_s)}"
     return cell
 
 

@@ -36,6 +36,7 @@ class Sample:
     prepare_jobs: int = 0  # jobs the untimed prepare steps completed (or queued)
     error: str | None = None
     skipped: str | None = None
+    then: LoadResult | None = None  # the workload's second timed step (fill10m's drain)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Side:
     cpu_us_per_job: float | None = None
     user_us_per_job: float | None = None
     register_secs: float | None = None
+    then_jobs_per_s: float | None = None
     runs: int = 0
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
@@ -88,6 +90,7 @@ def summarise(samples: list[Sample]) -> Side:
     side.p50_us = _median(r.p50_us for r in res)
     side.p99_us = _median(r.p99_us for r in res)
     side.register_secs = _median(r.register_secs for r in res)
+    side.then_jobs_per_s = _median(s.then.jobs_per_s for s in ok if s.then is not None)
     side.rss_mb = _median(s.rss_kb / 1024 for s in ok)
     side.cpu_s = _median(s.cpu_s for s in ok)
     side.cpu_us_per_job = _median(s.cpu_s / s.result.jobs * 1e6 for s in ok if s.result)
@@ -131,8 +134,15 @@ def measure(server: str, workload: Workload, service: StoreService, repeat: int,
             tools: dict[str, Path]) -> Sample:
     """Start ``server`` fresh, run the prepare steps, time the measured step, stop it."""
     sample = Sample(server, workload.name, repeat)
+    limit = workload.gearmand_max_jobs
+    if server == "gearmand" and limit is not None and workload.measure.jobs > limit:
+        sample.skipped = (f"gearmand's queue commits one transaction per job: "
+                          f"{workload.measure.jobs:,} jobs would take hours (run with "
+                          f"--scale to compare at {limit:,} or fewer)")
+        return sample
     try:
-        proc = make_server(server, service.fresh())
+        extra = list(workload.serve_args) if server == "gearshift" else None
+        proc = make_server(server, service.fresh(), extra)
     except ServerUnavailable as exc:
         sample.skipped = str(exc)
         return sample
@@ -152,6 +162,9 @@ def measure(server: str, workload: Workload, service: StoreService, repeat: int,
                 user1, sys1 = cpu_seconds(proc.pid)
                 sample.cpu_user_s = user1 - user0
                 sample.cpu_s = sample.cpu_user_s + sys1 - sys0
+                if workload.then is not None:
+                    sample.then = run_step(workload.then, tools, proc.host, proc.port)
+                    sample.rss_kb = peak_rss_kb(proc.pid)  # the peak over both steps
             except LoadError as exc:
                 # The server's own log says why it closed a connection or sent ERROR;
                 # read it now, before the context manager deletes its directory.
@@ -208,8 +221,10 @@ def _describe(s: Sample) -> str:
     if s.result is None:
         return f"{head} FAILED: {s.error}"
     r = s.result
+    then = (f", then {s.then.mode} {s.then.jobs_per_s:,.0f} jobs/s in {s.then.secs:.2f} s"
+            if s.then is not None else "")
     return (f"{head} {r.jobs_per_s:,.0f} jobs/s in {r.secs:.2f} s, p50 {r.p50_us:.0f} us, "
-            f"p99 {r.p99_us:.0f} us, peak RSS {s.rss_kb / 1024:.1f} MB")
+            f"p99 {r.p99_us:.0f} us{then}, peak RSS {s.rss_kb / 1024:.1f} MB")
 
 
 def to_json(rows: list[Row], samples: list[Sample]) -> dict[str, object]:

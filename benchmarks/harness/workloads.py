@@ -21,8 +21,14 @@ TargetKind = Literal["ratio_min", "p50_ratio_max", "secs_max", "rss_max_mb"]
 FULL = {
     "sync": 300_000, "latency": 20_000, "payload4k": 150_000, "coalesce": 200_000,
     "funcs": 100_000, "funcs10000": 20_000, "fill": 1_000_000, "queued": 100_000,
-    "durable": 10_000,
+    "durable": 10_000, "fill10m": 10_000_000,
 }
+
+#: gearshift's memory budget in the ``fill10m`` row (``serve --queue-memory``).
+FILL10M_QUEUE_MEMORY = "256MiB"
+#: Above this many jobs gearmand's SQLite queue is not run: it commits one transaction
+#: per job (~500 jobs/s here, docs/benchmarks.md), so 10M would take ~6 hours.
+GEARMAND_SQLITE_MAX_JOBS = 200_000
 
 #: Stores for the durable workloads, in table order.
 DURABLE_STORES = ("sqlite", "postgres", "redis", "memcached", "mysql")
@@ -66,6 +72,11 @@ class Workload:
         store: ``memory`` or one of DURABLE_STORES.
         targets: goals judged on the medians.
         max_repeats: cap on repeats (the 1M-job rows are too slow to run three times).
+        then: a second timed step on the same server after ``measure`` (``fill10m``:
+            the drain of the queue it filled), reported beside it.
+        serve_args: extra ``gearshift serve`` options for this row.
+        gearmand_max_jobs: above this many jobs in ``measure`` gearmand is not run
+            (reported as not applicable, with the reason).
     """
 
     name: str
@@ -75,6 +86,9 @@ class Workload:
     store: str = "memory"
     targets: tuple[Target, ...] = field(default=())
     max_repeats: int | None = None
+    then: LoadStep | None = None
+    serve_args: tuple[str, ...] = ()
+    gearmand_max_jobs: int | None = None
 
 
 def _sizer(quick: bool, scale: float) -> dict[str, int]:
@@ -126,6 +140,16 @@ def all_workloads(quick: bool = False, scale: float = 1.0) -> list[Workload]:
         "drain100k", f"4 workers drain {deep:,} already-queued background jobs",
         Gfill("drain", deep, func="parked", limit_s=120),
         prepare=(Gfill("fill", deep, depth=64, func="parked", keyprefix="q", limit_s=600),)))
+    big = n["fill10m"] // 8 * 8  # a multiple of gfill's 8 clients (see drain100k)
+    rows.append(Workload(
+        "fill10m", f"accept {big:,} background jobs with unique keys on the SQLite store, "
+        f"no workers (gearshift --queue-memory {FILL10M_QUEUE_MEMORY}); then 4 workers "
+        "drain them",
+        Gfill("fill", big, depth=64, func="parked", keyprefix="t", limit_s=7200),
+        then=Gfill("drain", big, func="parked", limit_s=7200),
+        store="sqlite", serve_args=("--queue-memory", FILL10M_QUEUE_MEMORY),
+        targets=(Target("rss_max_mb", 1024.0, at_jobs=10_000_000),),
+        max_repeats=1, gearmand_max_jobs=GEARMAND_SQLITE_MAX_JOBS))
     for store in DURABLE_STORES:
         rows.append(Workload(
             f"durable-{store}",

@@ -26,6 +26,8 @@ HOT_PATH_MODULES = (
     "gearshift.broker._config",
     "gearshift.broker._core",
     "gearshift.broker._lifecycle",
+    "gearshift.broker._spill",
+    "gearshift.broker._deep",
     "gearshift.broker._workers",
     "gearshift.broker._broker",
     "gearshift.broker._admin",

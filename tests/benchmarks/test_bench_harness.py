@@ -30,7 +30,7 @@ from harness.servers import peak_rss_kb  # noqa: E402
 from harness.workloads import all_workloads, select  # noqa: E402
 
 SMOKE = ["sync", "bg", "latency", "coalesce", "funcs10", "fill", "queued100k", "drain100k",
-         "durable-sqlite"]
+         "fill10m", "durable-sqlite"]
 SMOKE_ARGS = ["--quick", "--scale", "0.01", "--repeats", "1", "--only", ",".join(SMOKE)]
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -71,6 +71,12 @@ def test_every_run_completed_all_its_jobs(smoke_run: dict[str, Any]) -> None:
     samples = smoke_run["samples"]
     assert len(samples) == len(SMOKE) * len(_servers())
     assert all(s["result"]["jobs"] > 0 for s in samples)
+    # fill10m's second step drained the queue its first step filled, on the same server.
+    for sample in samples:
+        if sample["workload"] == "fill10m":
+            assert sample["then"]["mode"] == "drain"
+            assert sample["then"]["jobs"] == sample["result"]["jobs"]
+    assert rows["fill10m"]["sides"]["gearshift"]["then_jobs_per_s"] > 0
 
 
 @needs_gcc

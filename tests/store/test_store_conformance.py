@@ -256,6 +256,70 @@ def test_concurrent_group_commits(backend: Backend) -> None:
     run(body)
 
 
+def test_big_batches_of_adds_and_removes(backend: Backend) -> None:
+    """Thousands of adds and removes in one batch (stores split them into statements)."""
+
+    async def body() -> None:
+        store = await opened(backend)
+        jobs = [job(n) for n in range(2600)]
+        await store.apply(Batch(adds=jobs))
+        gone = [j.handle for n, j in enumerate(jobs) if n % 5]
+        await store.apply(Batch(removes=gone))
+        store = await reopen(backend, store)
+        assert [j.handle for j in await store.load()] == [j.handle for j in jobs[::5]]
+        await store.close()
+
+    run(body)
+
+
+def test_quiet_adds_are_told_once_per_batch_in_order(backend: Backend) -> None:
+    """add_quiet: no future per job; on_added gets each batch's tokens, in add order,
+    once its transaction committed (what the server acknowledges JOB_CREATED on)."""
+
+    async def body() -> None:
+        store = await opened(backend)
+        told: list[tuple[list[int], StoreError | None]] = []
+        committer = GroupCommitter(store, on_added=lambda t, e: told.append((list(t), e)))
+        jobs = [job(n) for n in range(300)]
+        for n, stored in enumerate(jobs):
+            committer.add_quiet(stored, n)
+            if n % 50 == 49:
+                await asyncio.sleep(0)  # let a batch go while more arrive
+        await committer.flush()
+        assert [n for tokens, _ in told for n in tokens] == list(range(300))
+        assert all(error is None for _, error in told)
+        assert 1 < len(told) <= committer.commits
+        await committer.close()
+        store = await reopen(backend, store)
+        assert [j.handle for j in await store.load()] == [j.handle for j in jobs]
+        await store.close()
+
+    run(body)
+
+
+def test_quiet_adds_of_a_failed_batch_are_told_the_error(durable_backend: Backend) -> None:
+    backend = durable_backend
+    assert backend.down_url is not None
+
+    async def body() -> None:
+        store = open_store(backend.down_url, data_dir=backend.data_dir)
+        told: list[tuple[list[int], StoreError | None]] = []
+        committer = GroupCommitter(store, min_backoff=0.01, max_backoff=0.05,
+                                   on_added=lambda t, e: told.append((list(t), e)))
+        for n in range(5):
+            committer.add_quiet(job(n), n)
+        await committer.flush()
+        assert [n for tokens, _ in told for n in tokens] == list(range(5))
+        assert all(isinstance(error, StoreError) for _, error in told)
+        await committer.close()
+        committer.add_quiet(job(9), 9)  # after close: told at once, not queued
+        assert told[-1][0] == [9]
+        assert isinstance(told[-1][1], StoreError)
+        await store.close()
+
+    run(body)
+
+
 def test_unreachable_store_fails_clearly(durable_backend: Backend) -> None:
     backend = durable_backend
     assert backend.down_url is not None

@@ -1,7 +1,7 @@
 """Sans-I/O Gearman dispatch: jobs, queues, workers, coalescing, priorities and timers."""
 
 from gearshift.broker._broker import Broker
-from gearshift.broker._config import BrokerConfig, StoreHooks
+from gearshift.broker._config import BrokerConfig, PageHooks, StoreHooks
 from gearshift.broker._model import (
     DONE,
     HIGH,
@@ -20,6 +20,7 @@ from gearshift.broker._packets import NO_JOB_PACKET, NOOP_PACKET, error_packet, 
 from gearshift.broker._queue_limits import QueueLimit, QueueLimits, parse_max_queue
 from gearshift.broker._retry import RetryPolicies, RetryPolicy, parse_retry
 from gearshift.broker._schedules import Schedule, cron_from_gearman, validate_cron
+from gearshift.broker._spill import Lookup, PagedRow
 
 __all__ = [
     "DONE",
@@ -36,8 +37,11 @@ __all__ = [
     "BrokerConfig",
     "Function",
     "Job",
+    "Lookup",
     "Outcome",
     "OutcomeBook",
+    "PageHooks",
+    "PagedRow",
     "Peer",
     "QueueLimit",
     "QueueLimits",

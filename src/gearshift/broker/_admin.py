@@ -15,6 +15,7 @@ columns, and names without those bytes print byte-for-byte as gearmand prints th
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Final
@@ -24,8 +25,8 @@ from gearshift.broker._acl import Rights
 from gearshift.broker._admin_flow import FlowCommands
 from gearshift.broker._admin_outcomes import OutcomeCommands
 from gearshift.broker._core import ADMIN_BATCH_BYTES
+from gearshift.broker._deep import DeepQueues
 from gearshift.broker._jobs import JobTable
-from gearshift.broker._lifecycle import JobLifecycle
 from gearshift.broker._listing import Listing
 from gearshift.broker._model import PENDING, Function, Peer
 from gearshift.broker._numbers import atoi as _atoi
@@ -78,7 +79,7 @@ def _admin_allowed(rights: Rights, command: bytes) -> bool:
 class AdminCommands:
     """Dispatches one admin text line to the command that answers it."""
 
-    def __init__(self, broker: JobLifecycle) -> None:
+    def __init__(self, broker: DeepQueues) -> None:
         self.broker = broker
         # A listing that can be long answers a Listing, produced a piece at a time.
         self.table: dict[bytes, Callable[[list[bytes]], bytes | Listing]] = {
@@ -94,6 +95,7 @@ class AdminCommands:
             b"verbose": self.verbose,
             b"version": self.version,
             b"shutdown": self.shutdown,
+            b"memory": self.memory,
         }
         # Outcomes, dead letters and schedules: gearshift's own, answered in JSON.
         self.outcome_commands = OutcomeCommands(broker)
@@ -141,7 +143,10 @@ class AdminCommands:
         if not rest:
             return _unknown(words[0])
         if rest == [b"jobs"]:
-            return Listing(_job_rows(self.broker.jobs, False))
+            # Jobs of deep queues that are only in the store follow: queued, never
+            # retried (their handles are listed when the command arrives).
+            return Listing(_job_rows(self.broker.jobs, False,
+                                     self.broker.spilled_handles()))
         if rest == [b"unique", b"jobs"]:
             return Listing(_job_rows(self.broker.jobs, True))
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
@@ -153,7 +158,8 @@ class AdminCommands:
             return _unknown(words[0])
         if len(words) != 3 or words[1].lower() != b"job":
             return b"ERR UNKNOWN_ERROR\r\n"
-        return OK if self.broker.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"
+        # (held, b"", while a job of a deep queue is read back from the store)
+        return self.broker.cancel_command(words[2], self.outcome_commands.peer)
 
     def create(self, words: list[bytes]) -> bytes:
         if len(words) != 3 or words[1].lower() != b"function":
@@ -187,6 +193,10 @@ class AdminCommands:
         return OK
 
     # -------------------------------------------------------------- server facts
+
+    def memory(self, words: list[bytes]) -> bytes:
+        """gearshift's own: jobs in memory and only in the store (deep queues)."""
+        return b"OK " + json.dumps(self.broker.memory_report()).encode() + b"\n"
 
     def getpid(self, words: list[bytes]) -> bytes:
         return b"OK %d\n" % self.broker.config.pid
@@ -230,14 +240,15 @@ def _status_rows(functions: dict[bytes, Function], priorities: bool) -> Iterator
         if f is None:
             continue
         if priorities:
-            yield b"%s\t%d\t%d\t%d\t%d\n" % (escape(f.name), f.queued[0],
-                                              f.queued[1] + f.scheduled, f.queued[2],
+            yield b"%s\t%d\t%d\t%d\t%d\n" % (escape(f.name), f.depth(0),
+                                              f.depth(1) + f.scheduled, f.depth(2),
                                               len(f.workers))
         else:
             yield b"%s\t%d\t%d\t%d\n" % (escape(f.name), f.total, f.running, len(f.workers))
 
 
-def _job_rows(jobs: JobTable, unique: bool) -> Iterator[bytes]:
+def _job_rows(jobs: JobTable, unique: bool,
+              spilled: list[bytes] | None = None) -> Iterator[bytes]:
     # show jobs columns: handle, retries, ignore flag (always 0: abandoned and cancelled
     # jobs leave at once here), queued flag (1 once the job reached a queue, running
     # included, as gearmand shows it).
@@ -247,3 +258,5 @@ def _job_rows(jobs: JobTable, unique: bool) -> Iterator[bytes]:
         else:
             yield b"%s\t%d\t0\t%d\n" % (escape(j.handle), j.retries,
                                          0 if j.state == PENDING else 1)
+    for handle in spilled or ():
+        yield b"%s\t0\t0\t1\n" % escape(handle)

@@ -34,7 +34,6 @@ from gearshift.broker._model import (
     LOW,
     NORMAL,
     PENDING,
-    RUNNING,
     Function,
     Job,
     Peer,
@@ -325,8 +324,9 @@ class Broker(WorkerDispatch):
             return
         self.add_schedule(fields[0], fields[1], cron, fields[7], peer=peer)
 
-    def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes, priority: int,
-                background: bool, when: int = 0, reducer: bytes = b"") -> None:
+    def _submit(self, peer: Peer, name: bytes, unique: bytes, data: bytes,  # noqa: C901
+                priority: int, background: bool, when: int = 0, reducer: bytes = b"") -> None:
+        # (one function on purpose: every submission runs it; the rare cases call out)
         if (len(unique) > MAX_UNIQUE_SIZE or self.refusing or peer.rights is not None) \
                 and self._refused(peer, name, unique):
             return
@@ -346,6 +346,9 @@ class Broker(WorkerDispatch):
             if existing is not None:
                 self._coalesce_onto(peer, existing, background)
                 return
+            if func.deep and self._join_spilled(peer, func, unique, data, priority,
+                                                background, when, reducer):
+                return  # a spilled job may have the key: answered once it is read back
         limit = func.max_queue[priority]
         if ((limit and func.total >= limit) or self.max_memory) \
                 and self._full(peer, func, priority, data):
@@ -569,29 +572,6 @@ class Broker(WorkerDispatch):
         return forward
 
     # ------------------------------------------------------------------ status & misc
-
-    def _get_status(self, peer: Peer, fields: list[bytes]) -> None:
-        handle = fields[0]
-        job = self.jobs.get(handle)
-        if job is None:
-            self._send(peer, packet(P.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
-            return
-        self._send(peer, packet(
-            P.STATUS_RES, handle, b"1", b"1" if job.state == RUNNING else b"0",
-            str(job.numerator).encode(), str(job.denominator).encode(),
-        ))
-
-    def _get_status_unique(self, peer: Peer, fields: list[bytes]) -> None:
-        unique = fields[0]
-        job = self.job_by_unique(unique)
-        if job is None:
-            self._send(peer, packet(P.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
-            return
-        self._send(peer, packet(
-            P.STATUS_RES_UNIQUE, unique, b"1", b"1" if job.state == RUNNING else b"0",
-            str(job.numerator).encode(), str(job.denominator).encode(),
-            str(len(job.clients or ())).encode(),
-        ))
 
     def _echo(self, peer: Peer, fields: list[bytes]) -> None:
         self._send(peer, packet(P.ECHO_RES, fields[0]))

@@ -17,6 +17,7 @@ from gearshift.broker._outcomes import Outcome
 from gearshift.broker._queue_limits import QueueLimits
 from gearshift.broker._retry import RetryPolicies
 from gearshift.broker._schedules import Schedule
+from gearshift.broker._spill import Lookup
 
 
 class StoreHooks(Protocol):
@@ -40,6 +41,19 @@ class StoreHooks(Protocol):
     def put_flow(self, function: bytes, setting: str) -> None:
         """Write a function's admin flow setting (``FlowSetting.text``), replacing any."""
     def drop_flow(self, function: bytes) -> None: ...
+
+
+class PageHooks(Protocol):
+    """What a deep queue (``--queue-memory``) asks of a store that can page; the I/O
+    shell reads asynchronously and answers with :meth:`Broker.paged` and
+    :meth:`Broker.looked_up` (one answer per request, retrying a failed read)."""
+
+    def load_page(self, function: bytes, priority: int, after: int, start: bytes,
+                  limit: int) -> None:
+        """Read up to ``limit`` jobs of ``function`` at ``priority`` after store
+        position ``after`` (and not before the job ``start``, if it names one)."""
+    def lookup(self, handles: list[bytes], request: Lookup) -> None:
+        """Read the stored jobs among ``handles``."""
 
 
 @dataclass(slots=True)

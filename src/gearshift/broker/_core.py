@@ -331,6 +331,19 @@ class BrokerState:
         if not func.queued[prio]:
             self.ready[prio].pop(func, None)  # (a blocked function is in no ready list)
             func.queues[prio].clear()
+        if func.deep:
+            self._low(func, prio)
+
+    def _low(self, func: Function, priority: int) -> None:
+        """A deep queue's head shrank: read its next page (``_deep.DeepQueues``)."""
+
+    def _spilled(self, job: Job, position: int) -> bool:
+        """Leave ``job`` in the store only, if its queue is deep (``_deep.DeepQueues``)."""
+        return False
+
+    def _spilled_key(self, func: Function, unique: bytes, data: bytes) -> bool:
+        """Whether a spilled job of ``func`` may coalesce with these (``_deep``)."""
+        return False
 
     def _forget(self, job: Job) -> None:
         """Remove a job from every index; it is DONE."""
@@ -349,22 +362,6 @@ class BrokerState:
         index, key = job.function.coalescing_index(job.unique, job.data)
         if index.get(key) is job:
             del index[key]
-
-    def job_by_unique(self, unique: bytes) -> Job | None:
-        """The live job with this unique key in any function (GET_STATUS_UNIQUE ignores
-        the function, as gearmand's does). A scan over the functions: the status lookup
-        is rare, and a global index cost 52 bytes per queued unique job. For ``-`` (the
-        payload is the key) it is some job submitted with ``-``."""
-        if unique == b"-":
-            for func in self.functions.values():
-                for job in func.payloads.values():
-                    return job
-            return None
-        for func in self.functions.values():
-            found = func.uniques.get(unique)
-            if found is not None:
-                return found
-        return None
 
     # ------------------------------------------------------------------ sleeping workers
 
@@ -484,7 +481,7 @@ class BrokerState:
             free = flow.slots(func.running)
         if free > 0:
             self.flow_waits.pop(func, None)
-            if func.blocked:
+            if func.blocked and not (func.deep and func.starved()):
                 self._unblock(func, free)
             return
         if not func.blocked:

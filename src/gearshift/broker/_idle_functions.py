@@ -19,6 +19,8 @@ def is_idle(func: Function, ready: Sequence[dict[Function, None]],
     """Nothing would be lost by forgetting ``func``."""
     if func.total or func.workers or func.sleepers or func.uniques or func.payloads:
         return False
+    if func.pages is not None and any(func.pages.loading):
+        return False  # a deep queue's page is being read for it
     if any(func in runnable for runnable in ready):
         return False
     configured = config.max_queue.for_function(func.name) if config.max_queue else None

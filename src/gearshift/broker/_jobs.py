@@ -85,6 +85,32 @@ class JobTable:
         job.seq = seq
         return seq
 
+    def readd(self, job: Job, seq: int) -> None:
+        """Index ``job`` again under the number it was minted with (a job of this boot
+        read back from the store: deep queues)."""
+        page_no = seq >> PAGE_BITS
+        page = self._pages.get(page_no)
+        if page is None:
+            page = self._pages[page_no] = _Page()
+        page.slots[seq & _PAGE_MASK] = job
+        page.live += 1
+        self._live += 1
+        self.payload_bytes += len(job.data)
+        job.seq = seq
+
+    def own_number(self, handle: bytes) -> int:
+        """The number of a handle this table minted (prefix and canonical digits at most
+        :attr:`minted`), or -1."""
+        prefix = self.prefix
+        if handle.startswith(prefix):
+            digits = handle[len(prefix):]
+            n = len(digits)
+            if 0 < n <= _MAX_DIGITS and digits.isdigit() and (digits[0] != 48 or n == 1):
+                seq = int(digits)
+                if seq < self._next:
+                    return seq
+        return -1
+
     def add_foreign(self, handle: bytes, job: Job) -> None:
         """Index a job under a handle this table did not mint (a replayed job)."""
         job.seq = -1

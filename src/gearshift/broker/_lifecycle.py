@@ -445,7 +445,7 @@ class JobLifecycle(BrokerState):
         index: dict[bytes, Job] | None = None
         if unique:
             index, key = func.coalescing_index(unique, data)
-            if key in index:
+            if key in index or (func.deep and self._spilled_key(func, unique, data)):
                 self._note(logging.INFO, f"schedule {schedule.key.decode()}: the previous "
                            "run is still queued or running; this slot is skipped")
                 return
@@ -514,7 +514,10 @@ class JobLifecycle(BrokerState):
             for ack in job.waiting:
                 self._pay(ack, created)
             job.waiting = None
-        self._activate(job)
+            if job.more is not None and job.more.unused():
+                job.more = None
+        if not self._spilled(job, -1):  # (a deep queue keeps it in the store only)
+            self._activate(job)
 
     def persist_failed(self, job: Job, message: str) -> None:
         """The store could not write ``job``: every submitter gets QUEUE_ERROR; job gone."""
@@ -558,17 +561,22 @@ class JobLifecycle(BrokerState):
 
     def restore(self, handle: bytes, function: bytes, unique: bytes, data: bytes,
                 priority: int, when: float = 0.0, reducer: bytes = b"", retries: int = 0,
-                submitted: float = 0.0) -> Job:
-        """Re-create a stored background job at startup, keeping its handle."""
+                submitted: float = 0.0, position: int = -1) -> Job:
+        """Re-create a stored background job at startup, keeping its handle. With its
+        store ``position`` (a replay in store order) a deep queue may leave it in the
+        store (it is then returned DONE and indexed nowhere but the spill index)."""
         func = self.function(function)
         job = Job(func, unique, data, priority, True)
-        self.jobs.add_foreign(handle, job)
         more = job.extras()
+        more.handle = handle
         more.reducer = reducer
         more.when = float(when)
         more.retries = retries
         job.submitted = submitted
         job.stored = True
+        if position > 0 and self._spilled(job, position):
+            return job
+        self.jobs.add_foreign(handle, job)
         if unique:
             index, key = func.coalescing_index(unique, data)
             if key not in index:

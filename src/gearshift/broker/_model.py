@@ -380,6 +380,21 @@ def time_run(job: Job, now: float) -> None:
     hist.observe(now - job.started)
 
 
+class Pages:
+    """A function's deep queue (``--queue-memory``), per priority: how many of its jobs
+    are only in the store (spilled), the store position after which the next page
+    starts (or the handle of the first spilled job, until a position is known), and
+    whether a page is being read. Created when the function first spills."""
+
+    __slots__ = ("after", "loading", "spilled", "start")
+
+    def __init__(self) -> None:
+        self.spilled = [0, 0, 0]
+        self.after = [0, 0, 0]
+        self.start = [b"", b"", b""]
+        self.loading = [False, False, False]
+
+
 class Function:
     """A function name with its three FIFO queues and the workers able to run it.
 
@@ -396,11 +411,13 @@ class Function:
         "blocked",
         "completed",
         "dead",
+        "deep",
         "failed",
         "flow",
         "handle_prefix",
         "max_queue",
         "name",
+        "pages",
         "payloads",
         "queued",
         "queues",
@@ -450,8 +467,13 @@ class Function:
         #: flow-control state; None (the usual case) = no limit, nothing to check
         self.flow: FlowControl | None = None
         #: a limit holds its queued jobs back: it is in no ``ready`` list meanwhile, so
-        #: the dispatch scans never see it (see BrokerState._reflow)
+        #: the dispatch scans never see it (see BrokerState._reflow); so does a deep
+        #: queue whose head ran out while its next page is read (``starved``)
         self.blocked = False
+        #: queued jobs only in the store (deep queues); 0, the usual case, is all the
+        #: dispatch path tests; ``pages`` says which priorities and where they resume
+        self.deep = 0
+        self.pages: Pages | None = None
 
     def coalescing_index(self, unique: bytes, data: bytes) -> tuple[dict[bytes, Job], bytes]:
         """Where a job with this non-empty unique is indexed for coalescing, and its key:
@@ -462,9 +484,24 @@ class Function:
 
     @property
     def total(self) -> int:
-        """Queued (including scheduled) plus running, as gearmand's ``status`` counts."""
+        """Queued (including scheduled and spilled) plus running, as gearmand's
+        ``status`` counts."""
         q = self.queued
-        return q[0] + q[1] + q[2] + self.scheduled + self.running
+        return q[0] + q[1] + q[2] + self.scheduled + self.running + self.deep
+
+    def depth(self, priority: int) -> int:
+        """Queued jobs of one priority, in memory and spilled."""
+        pages = self.pages
+        return self.queued[priority] + (pages.spilled[priority] if pages is not None else 0)
+
+    def starved(self) -> bool:
+        """A priority has spilled jobs but none in memory: until its page is read, the
+        function must hand out nothing (a lower priority's job would jump the queue)."""
+        pages = self.pages
+        if pages is None:
+            return False
+        q, s = self.queued, pages.spilled
+        return bool((s[0] and not q[0]) or (s[1] and not q[1]) or (s[2] and not q[2]))
 
     def __repr__(self) -> str:
         return f"<Function {self.name!r} queued={self.queued} running={self.running}>"
@@ -499,6 +536,14 @@ class JobExtras:
         # A foreground job's JOB_CREATED packet: every submission coalesced onto it is
         # answered with the same bytes object, built once.
         self.created = b""
+
+    def unused(self) -> bool:
+        """Nothing is kept here: the job may drop its extras (a stored background job,
+        once its JOB_CREATED went out: ~110 bytes of each queued durable job)."""
+        return (self.clients is None and self.waiting is None and not self.reducer
+                and not self.when and not self.attempt and not self.retries
+                and self.reasons is None and not self.numerator and not self.denominator
+                and not self.handle and not self.created)
 
 
 class Job:

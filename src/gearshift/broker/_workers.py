@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from typing import Final
 
-from gearshift.broker._lifecycle import JobLifecycle
+from gearshift.broker._deep import DeepQueues
 from gearshift.broker._model import HIGH, LOW, QUEUED, RUNNING, Function, Job, Peer, time_wait
 from gearshift.broker._numbers import atoi as _atoi
 from gearshift.broker._packets import (
@@ -31,7 +31,7 @@ P = PacketType
 MIN_TIMEOUT_MS: Final = 1000
 
 
-class WorkerDispatch(JobLifecycle):
+class WorkerDispatch(DeepQueues):
     """Worker registration, sleep and wake-up, and job selection (no I/O)."""
 
     def _register(self, peer: Peer, name: bytes) -> Function:
@@ -150,6 +150,8 @@ class WorkerDispatch(JobLifecycle):
             if not left:
                 del ready[best]
                 queue.clear()
+            if best.deep:  # some of its jobs are only in the store: read ahead (_deep)
+                self._low(best, prio)
             # The one flow-control test a job start pays (limits, weights: _core).
             if best.flow is not None and self._flow_started(best):
                 return job

@@ -107,6 +107,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="where background jobs are kept: 'memory', 'sqlite' (default: "
                         "<data-dir>/queue.db), sqlite:///path, postgresql://..., mysql://..., "
                         "redis://..., memcached://host:port")
+    p.add_argument("--queue-memory", type=_arg(parse_size), default=0, metavar="SIZE",
+                   help="with a store that can page (SQLite, PostgreSQL, MySQL): keep about "
+                        "SIZE of queued jobs in memory and the rest only in the store, read "
+                        "back ahead of the workers (e.g. 256MiB; default 0: all in memory)")
     p.add_argument("--server-id", default="", metavar="NAME",
                    help="this server's name in a store shared by several servers "
                         "(PostgreSQL; default <host name>:<port>); unique per server")
@@ -343,6 +347,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_connections=args.max_connections,
         max_idle_functions=args.max_idle_functions,
         max_memory=args.max_memory,
+        queue_memory=args.queue_memory,
         acl=args.acl,
         tls=tls_config_from_args(args),
         http_port=http_port(args),

@@ -59,7 +59,7 @@ def _error(status: int, message: str) -> web.Response:
 def function_json(func: Function) -> dict[str, Any]:
     return {
         "function": _text(func.name),
-        "queued": dict(zip(PRIORITY_NAMES, func.queued, strict=True)),
+        "queued": {name: func.depth(p) for p, name in enumerate(PRIORITY_NAMES)},
         "scheduled": func.scheduled, "running": func.running, "workers": len(func.workers),
         "max_queue": dict(zip(PRIORITY_NAMES, func.max_queue, strict=True)),
         "submitted": func.submitted, "completed": func.completed, "failed": func.failed,
@@ -69,7 +69,8 @@ def function_json(func: Function) -> dict[str, Any]:
 
 
 def _queued(func: Function) -> Iterator[Job]:
-    """``func``'s queued jobs, most urgent first, oldest first, without copying queues."""
+    """``func``'s queued jobs in memory, most urgent first, oldest first, without copying
+    queues (a deep queue's jobs that are only in the store are not listed)."""
     for queue in func.queues:
         for job in itertools.islice(queue.items, queue.head, None):
             if job is not None and job.state == QUEUED:

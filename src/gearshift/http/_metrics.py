@@ -83,7 +83,8 @@ class Snapshot:
     @classmethod
     def take(cls, server: Server, started: float) -> Snapshot:
         broker = server.broker
-        functions = [(f.name, f.queued[0], f.queued[1], f.queued[2], f.scheduled, f.running,
+        # (queued counts include jobs of deep queues that are only in the store)
+        functions = [(f.name, f.depth(0), f.depth(1), f.depth(2), f.scheduled, f.running,
                       len(f.workers), f.submitted, f.completed, f.failed, f.retried, f.dead,
                       int(f.flow is not None and f.flow.paused), int(f.blocked))
                      for f in broker.functions.values()]

@@ -89,6 +89,8 @@ class ServerConfig:
         max_connections: open connections beyond which new ones are closed (0 = no limit).
         max_idle_functions: function records beyond which the idle ones are forgotten.
         max_memory: workload bytes of live jobs beyond which submissions are refused.
+        queue_memory: bytes of jobs kept in memory beyond which a store that can page
+            keeps queued jobs only (deep queues, broker/_deep.py); 0 = all in memory.
         acl: ``--acl``: identities and rights (None: everyone may do everything).
         tls: with ``--ssl``, the certificate, key and client CA (see server/_tls.py);
             None: the port speaks plaintext.
@@ -146,6 +148,7 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_idle_functions: int = 10_000
     max_memory: int = 0
+    queue_memory: int = 0
     acl: Acl | None = None
     tls: TlsConfig | None = None
     http_port: int | None = None

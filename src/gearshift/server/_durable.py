@@ -14,18 +14,32 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from gearshift.broker import Broker, Job, Outcome, Schedule
+from gearshift.broker import Broker, Job, Lookup, Outcome, PagedRow, Schedule
 from gearshift.broker._model import Ack
 from gearshift.server._cluster import LeaseKeeper, restore_jobs
 from gearshift.server._config import ServerConfig, StartupError
 
 if TYPE_CHECKING:
-    from gearshift.store import FencedError, GroupCommitter, Store, StoredOutcome
+    from gearshift.store import (
+        FencedError,
+        GroupCommitter,
+        Store,
+        StoredJob,
+        StoredOutcome,
+        StoreError,
+    )
 
 log = logging.getLogger("gearshift.server")
+
+T = TypeVar("T")
+
+#: Jobs per read when a deep queue's store is replayed at startup.
+REPLAY_CHUNK = 10_000
+#: Backoff of a page read that failed (the store is down): it is retried until it works.
+READ_RETRY_S = (0.05, 2.0)
 
 
 class DurableStore:
@@ -33,30 +47,36 @@ class DurableStore:
 
     def __init__(self, store: Store, committer: GroupCommitter, broker: Broker,
                  on_change: Callable[[], None]) -> None:
-        self.store = store
-        self.committer = committer
-        self.broker = broker
-        self.on_change = on_change
-        #: renews the lease of a store shared by several servers (None otherwise)
-        self.keeper: LeaseKeeper | None = None
-
-    def add(self, job: Job) -> None:
         from gearshift.store import StoredJob
 
-        future = self.committer.add(StoredJob(
-            handle=job.handle, function=job.function.name, unique=job.unique, data=job.data,
-            priority=job.priority, when=math.ceil(job.when), reducer=job.reducer,
-            retries=job.retries, submitted=job.submitted,
-        ))
-        future.add_done_callback(lambda fut: self._added(job, fut))
+        self.store = store
+        self.committer = committer
+        committer.on_added = self._added
+        self.broker = broker
+        self.on_change = on_change
+        self._stored_job = StoredJob  # (imported here: the store package loads lazily)
+        #: renews the lease of a store shared by several servers (None otherwise)
+        self.keeper: LeaseKeeper | None = None
+        #: page reads and lookups of deep queues under way
+        self._reads: set[asyncio.Task[None]] = set()
 
-    def _added(self, job: Job, future: asyncio.Future[None]) -> None:
-        exc = future.exception() if not future.cancelled() else RuntimeError("cancelled")
-        if exc is None:
-            self.broker.persisted(job)
+    def add(self, job: Job) -> None:
+        # The committer answers once per batch (_added), not with a future per job.
+        self.committer.add_quiet(self._stored_job(
+            job.handle, job.function.name, job.unique, job.data, job.priority,
+            math.ceil(job.when), job.reducer, job.retries, job.submitted), job)
+
+    def _added(self, jobs: list[Job], error: StoreError | None) -> None:
+        """A batch's transaction ended: acknowledge (or refuse) its jobs, in order."""
+        broker = self.broker
+        if error is None:
+            for job in jobs:
+                broker.persisted(job)
         else:
-            log.error("store write failed for %r: %s", job.handle, exc)
-            self.broker.persist_failed(job, f"persistent store write failed: {exc}")
+            log.error("store write of %d jobs failed: %s", len(jobs), error)
+            message = f"persistent store write failed: {error}"
+            for job in jobs:
+                broker.persist_failed(job, message)
         self.on_change()
 
     def remove(self, job: Job) -> None:
@@ -101,7 +121,49 @@ class DurableStore:
     def drop_flow(self, function: bytes) -> None:
         self.committer.put_flow(function, None)
 
+    # ------------------------------------------------------------ deep queues (PageHooks)
+
+    def load_page(self, function: bytes, priority: int, after: int, start: bytes,
+                  limit: int) -> None:
+        self._spawn(self._page(function, priority, after, start, limit))
+
+    def lookup(self, handles: list[bytes], request: Lookup) -> None:
+        self._spawn(self._lookup(handles, request))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
+    async def _page(self, function: bytes, priority: int, after: int, start: bytes,
+                    limit: int) -> None:
+        rows = await self._read("a page of a deep queue", lambda: self.store.load_page(
+            function, priority, after, limit, start))
+        self.broker.paged(function, priority, rows)  # (a JobRow is a PagedRow)
+        self.on_change()
+
+    async def _lookup(self, handles: list[bytes], request: Lookup) -> None:
+        jobs = await self._read("spilled jobs", lambda: self.store.load_jobs(handles))
+        self.broker.looked_up(request, [paged_row(0, j) for j in jobs])
+        self.on_change()
+
+    async def _read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried with backoff until the store answers: the broker waits
+        for exactly one answer (closing the server cancels the wait)."""
+        from gearshift.store import StoreError
+
+        delay = READ_RETRY_S[0]
+        while True:
+            try:
+                return await call()
+            except StoreError as exc:
+                log.error("reading %s failed (retrying in %.2fs): %s", what, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, READ_RETRY_S[1])
+
     async def close(self) -> None:
+        for task in list(self._reads):
+            task.cancel()
         await self.committer.close()
         if self.keeper is not None:
             await self.keeper.close()
@@ -128,10 +190,12 @@ async def open_durable(config: ServerConfig, broker: Broker, on_change: Callable
         store = open_store(config.store, data_dir=config.data_dir)
         await store.open()
         claimed_at = broker.clock()
+        paging = config.queue_memory > 0 and store.pageable
         try:
             live = await store.claim(server_id, config.lease)
             boot = await store.boot()
-            stored = await store.load()
+            # With deep queues the jobs are replayed in chunks below, not read whole.
+            stored = [] if paging else await store.load()
             outcomes = await store.load_outcomes()
             schedules = await store.load_schedules()
             flows = await store.load_flows()
@@ -163,9 +227,7 @@ async def open_durable(config: ServerConfig, broker: Broker, on_change: Callable
             log.error("stored flow setting of %r is unusable and was skipped: %s", name, exc)
     if flows:
         log.info("restored admin flow settings of %d functions", len(flows))
-    restore_jobs(broker, stored)
-    if stored:
-        log.warning("replayed %d stored background jobs", len(stored))
+    await replay_jobs(durable, stored, config.queue_memory)
     kept = sum(broker.restore_outcome(from_stored_outcome(o)) for o in outcomes)
     if outcomes:
         log.info("restored %d kept outcomes and dead letters (%d expired)", kept,
@@ -181,6 +243,62 @@ async def open_durable(config: ServerConfig, broker: Broker, on_change: Callable
         durable.keeper = LeaseKeeper(store, broker, config.lease, on_change, on_fenced)
         durable.keeper.start(claimed_at)
     return durable
+
+
+async def replay_jobs(durable: DurableStore, stored: list[StoredJob], budget: int) -> None:
+    """Queue the stored jobs again: ``stored`` as read, or with deep queues
+    (``--queue-memory``, a store that can page) the store in chunks (each queue's head
+    stays in memory, the rest spilled) before pages are read."""
+    broker = durable.broker
+    replayed = len(stored)
+    paging = budget > 0 and durable.store.pageable
+    if paging:
+        broker.enable_paging(budget)  # pages are read once replayed
+        log.info("deep queues: about %d bytes of jobs in memory, pages of %d jobs",
+                 budget, broker.page_jobs)
+    elif budget:
+        log.warning("--queue-memory is ignored: %s cannot page its queue, so every queued "
+                    "job stays in memory", durable.store.description)
+    if paging:
+        replayed = await replay_windows(durable.store, broker)
+        broker.start_paging(durable)
+    else:
+        restore_jobs(broker, stored)
+    if replayed:
+        log.warning("replayed %d stored background jobs", replayed)
+        spill = broker.spill
+        if spill is not None and spill.count:
+            log.info("%d of them stay in the store until workers need them", spill.count)
+
+
+async def replay_windows(store: Store, broker: Broker) -> int:
+    """Replay the store in chunks, with positions: the broker keeps each queue's head
+    and leaves the rest spilled (deep queues). Returns the jobs replayed.
+
+    Raises:
+        StartupError: the store failed while being read.
+    """
+    from gearshift.store import StoreError
+
+    replayed = after = 0
+    try:
+        while chunk := await store.load_chunk(after, REPLAY_CHUNK):
+            for position, handle, function, unique, data, priority, when, reducer, \
+                    retries, submitted in chunk:
+                broker.restore(handle, function, unique, data, priority, when, reducer,
+                               retries, submitted, position)
+            replayed += len(chunk)
+            after = chunk[-1][0]
+    except StoreError as exc:
+        await store.close()
+        raise StartupError(f"cannot replay {store.description}: {exc}") from exc
+    return replayed
+
+
+def paged_row(position: int, job: StoredJob) -> PagedRow:
+    """A stored job as the broker takes it back (``Broker.paged``, ``looked_up``)."""
+    return (position, job.handle, job.function, job.unique, job.data, job.priority, job.when,
+            job.reducer, job.retries, job.submitted)
 
 
 def to_stored_outcome(outcome: Outcome) -> StoredOutcome:

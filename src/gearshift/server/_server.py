@@ -108,6 +108,9 @@ class Server:
         if self.config.store != "memory":
             self.durable = await open_durable(self.config, self.broker, self.pump.after_batch,
                                               self._fenced)
+        elif self.config.queue_memory:
+            log.warning("--queue-memory is ignored: the memory store keeps every queued job "
+                        "in memory")
         hosts: list[str] | None = list(self.config.listen) or None
         try:
             for host in hosts or [None]:  # type: ignore[list-item]

@@ -9,12 +9,14 @@ from gearshift.store._base import (
     OUTCOME_STATES,
     Batch,
     FencedError,
+    JobRow,
     LeaseInfo,
     Store,
     StoredJob,
     StoredOutcome,
     StoredSchedule,
     StoreError,
+    row_job,
 )
 from gearshift.store._committer import GroupCommitter
 from gearshift.store._open import open_store, redact
@@ -24,6 +26,7 @@ __all__ = [
     "Batch",
     "FencedError",
     "GroupCommitter",
+    "JobRow",
     "LeaseInfo",
     "Store",
     "StoreError",
@@ -32,4 +35,5 @@ __all__ = [
     "StoredSchedule",
     "open_store",
     "redact",
+    "row_job",
 ]

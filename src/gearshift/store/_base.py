@@ -77,6 +77,19 @@ class StoredJob:
             raise ValueError("StoredJob.when, retries and submitted must not be negative")
 
 
+#: A stored job as a page returns it, with its position first: (position, handle,
+#: function, unique, data, priority, when, reducer, retries, submitted) -- the fields of
+#: :class:`StoredJob` in its order. A plain tuple: a deep queue reads millions of them,
+#: and a row straight from the driver costs nothing to build (a validated StoredJob
+#: was a tenth of a drain's time).
+JobRow = tuple[int, bytes, bytes, bytes, bytes, int, int, bytes, int, float]
+
+
+def row_job(row: JobRow) -> StoredJob:
+    """The :class:`StoredJob` of a :data:`JobRow` (its position left out)."""
+    return StoredJob(*row[1:])
+
+
 #: The states an outcome can end in (``StoredOutcome.state``).
 OUTCOME_STATES = ("complete", "failed", "exception", "cancelled", "dead")
 
@@ -238,6 +251,36 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections and threads; safe to call twice."""
+
+    # ------------------------------------------------- deep queues (paging)
+
+    #: Whether this store can page: :meth:`load_chunk`, :meth:`load_page` and
+    #: :meth:`load_jobs` work, so a server with ``--queue-memory`` may keep only the
+    #: head of each queue in memory and read the rest back as workers need it.
+    pageable: bool = False
+
+    async def load_chunk(self, after: int, limit: int) -> list[JobRow]:
+        """Up to ``limit`` stored jobs (every function) whose position is above
+        ``after``, in insertion order, as :data:`JobRow` tuples (position first): the
+        replay of :meth:`load` in pieces, so a deep queue never has to be read whole.
+
+        A position is the store's insertion counter: an integer above 0 that grows
+        with every stored job and is never reused while the job is stored.
+        """
+        raise StoreError(f"{self.description} cannot page its queue")
+
+    async def load_page(self, function: bytes, priority: int, after: int, limit: int,
+                        start: bytes = b"") -> list[JobRow]:
+        """Up to ``limit`` stored jobs of ``function`` at ``priority`` whose position is
+        above ``after`` -- and, when ``start`` names a stored job, not before that job
+        -- in insertion order, as :data:`JobRow` tuples. ``start`` lets a caller that
+        never learnt a position begin at a job it knows by handle; a ``start`` that is
+        not stored is ignored."""
+        raise StoreError(f"{self.description} cannot page its queue")
+
+    async def load_jobs(self, handles: list[bytes]) -> list[StoredJob]:
+        """The stored jobs among ``handles`` (any order; missing ones are left out)."""
+        raise StoreError(f"{self.description} cannot page its queue")
 
     # ------------------------------------------------- several servers, one store
 

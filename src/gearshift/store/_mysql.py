@@ -22,11 +22,13 @@ from urllib.parse import unquote, urlsplit
 
 from gearshift.store._base import (
     Batch,
+    JobRow,
     Store,
     StoredJob,
     StoredOutcome,
     StoredSchedule,
     StoreError,
+    row_job,
 )
 from gearshift.store._open import table_name
 from gearshift.store._record import pack_reasons, unpack_reasons
@@ -133,6 +135,39 @@ class MySQLStore(Store):
 
         return await self._call("load", lambda c: self._transaction(c, read))
 
+    # ------------------------------------------------- deep queues (paging)
+
+    pageable = True
+
+    async def _jobs_where(self, where: str) -> list[JobRow]:
+        async def read(cur: Any) -> list[JobRow]:
+            await cur.execute(f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE {where}")
+            return [(int(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]), bytes(r[4]), int(r[5]),
+                     int(r[6]), bytes(r[7]), int(r[8]), float(r[9]))
+                    for r in await cur.fetchall()]
+
+        return await self._call("load", lambda c: self._transaction(c, read))
+
+    async def load_chunk(self, after: int, limit: int) -> list[JobRow]:
+        return await self._jobs_where(f"seq > {int(after)} ORDER BY seq LIMIT {int(limit)}")
+
+    async def load_page(self, function: bytes, priority: int, after: int, limit: int,
+                        start: bytes = b"") -> list[JobRow]:
+        # A start job that is no longer stored leaves the bound at ``after``.
+        low = (f"GREATEST({int(after)}, COALESCE((SELECT s.seq - 1 FROM {self.table} s "
+               f"WHERE s.handle = {_hex(start)}), {int(after)}))") if start else str(int(after))
+        return await self._jobs_where(
+            f"function = {_hex(function)} AND priority = {int(priority)} AND seq > {low} "
+            f"ORDER BY seq LIMIT {int(limit)}")
+
+    async def load_jobs(self, handles: list[bytes]) -> list[StoredJob]:
+        found: list[StoredJob] = []
+        for i in range(0, len(handles), UPDATE_CHUNK):
+            part = handles[i:i + UPDATE_CHUNK]
+            found += [row_job(row) for row in await self._jobs_where(
+                f"handle IN ({', '.join(map(_hex, part))})")]
+        return found
+
     async def load_outcomes(self) -> list[StoredOutcome]:
         async def read(cur: Any) -> list[StoredOutcome]:
             await cur.execute(f"SELECT {_OUTCOME_COLUMNS} FROM {self.table}_outcomes "
@@ -198,6 +233,8 @@ def _float(value: float) -> str:
 #: Handles per ``UPDATE ... CASE`` statement (bounds its length).
 UPDATE_CHUNK = 1000
 
+_JOB_COLUMNS = ("handle, function, unique_key, data, priority, when_to_run, reducer, retries, "
+                "submitted")
 _OUTCOME_COLUMNS = ("handle, function, unique_key, state, result, attempts, submitted, "
                     "started, ended, dead, data, priority, reducer, reasons")
 _SCHEDULE_COLUMNS = "skey, function, unique_key, cron, data, priority, last_fired"
@@ -246,6 +283,17 @@ async def _create_schema(cur: Any, t: str) -> None:
             await cur.execute(f"ALTER TABLE {t} ADD COLUMN submitted DOUBLE NOT NULL DEFAULT 0")
         except aiomysql.MySQLError as exc:
             if exc.args[0] != 1060:  # ER_DUP_FIELDNAME
+                raise
+    # A deep queue's pages (load_page) are read by function and priority in seq order
+    # (a BLOB is indexed by a prefix; InnoDB appends the primary key, seq).
+    await cur.execute(f"SHOW INDEX FROM {t} WHERE Key_name = '{t}_page'")
+    if not await cur.fetchall():
+        import aiomysql
+
+        try:
+            await cur.execute(f"CREATE INDEX {t}_page ON {t} (function(64), priority)")
+        except aiomysql.MySQLError as exc:
+            if exc.args[0] != 1061:  # ER_DUP_KEYNAME: a concurrent server made it
                 raise
 
 

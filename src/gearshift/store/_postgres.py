@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from gearshift.store import _pg_cluster as cluster
 from gearshift.store._base import (
     Batch,
+    JobRow,
     LeaseInfo,
     Store,
     StoredJob,
@@ -154,6 +155,51 @@ class PostgresStore(Store):
                 rows = await conn.fetch(f"SELECT {cluster.JOB_COLUMNS} FROM {self.table} "
                                         "WHERE owner = $1 ORDER BY seq", claim[0])
             return [StoredJob(*row) for row in rows]
+
+        return await self._call("load", read)
+
+    # ------------------------------------------------- deep queues (paging)
+
+    pageable = True
+
+    def _owned(self, args: list[Any]) -> str:
+        """The condition that keeps a claimed server to its own rows (appends its id)."""
+        if self._claim is None:
+            return ""
+        args.append(self._claim[0])
+        return f" AND owner = ${len(args)}"
+
+    async def load_chunk(self, after: int, limit: int) -> list[JobRow]:
+        args: list[Any] = [after, limit]
+        sql = (f"SELECT seq, {cluster.JOB_COLUMNS} FROM {self.table} WHERE seq > $1"
+               f"{self._owned(args)} ORDER BY seq LIMIT $2")
+
+        async def read(conn: Any) -> list[JobRow]:
+            return [tuple(row) for row in await conn.fetch(sql, *args)]
+
+        return await self._call("load", read)
+
+    async def load_page(self, function: bytes, priority: int, after: int, limit: int,
+                        start: bytes = b"") -> list[JobRow]:
+        args: list[Any] = [function, priority, after, limit, start]
+        # A start job that is no longer stored leaves the bound at ``after``.
+        sql = (f"SELECT seq, {cluster.JOB_COLUMNS} FROM {self.table} WHERE function = $1 "
+               "AND priority = $2 AND seq > GREATEST($3, COALESCE((SELECT seq - 1 FROM "
+               f"{self.table} WHERE handle = $5), $3)){self._owned(args)} "
+               "ORDER BY seq LIMIT $4")
+
+        async def read(conn: Any) -> list[JobRow]:
+            return [tuple(row) for row in await conn.fetch(sql, *args)]
+
+        return await self._call("load", read)
+
+    async def load_jobs(self, handles: list[bytes]) -> list[StoredJob]:
+        args: list[Any] = [handles]
+        sql = (f"SELECT {cluster.JOB_COLUMNS} FROM {self.table} WHERE handle = ANY($1)"
+               f"{self._owned(args)}")
+
+        async def read(conn: Any) -> list[StoredJob]:
+            return [StoredJob(*row) for row in await conn.fetch(sql, *args)]
 
         return await self._call("load", read)
 
@@ -304,6 +350,11 @@ async def _create_schema(conn: Any, t: str) -> None:
         ("owner", "owner TEXT")) if name not in present]
     if missing:
         await conn.execute(f"ALTER TABLE {t} {', '.join(missing)}")
+    # A deep queue's pages (load_page) are read by function and priority in seq order.
+    present = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{t}_page")
+    if not present:
+        await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_page ON {t} "
+                           "(function, priority, seq)")
 
 
 def _apply_statement(t: str, batch: Batch, fence: tuple[str, int] | None = None

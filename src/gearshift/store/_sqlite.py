@@ -7,15 +7,17 @@ commit turns that one fsync into thousands of jobs' worth of durability.
 
 Tables: ``<table>`` (queued jobs, ``seq`` is insertion order), ``<table>_meta`` (the
 boot counter), ``<table>_outcomes``, ``<table>_schedules`` and ``<table>_flows`` (admin
-flow settings, one text per function). Times are REAL (an 8-byte
-float: exact). A job table made by an older version gains its ``submitted`` column on
-first open (existing rows read 0, "unknown").
+flow settings, one text per function), and the index ``<table>_page`` (function,
+priority: a deep queue's pages, see ``load_page``). Times are REAL (an 8-byte
+float: exact). A job table made by an older version gains its ``submitted`` column and
+the index on first open (existing rows read 0, "unknown").
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import os
 import sqlite3
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 
 from gearshift.store._base import (
     Batch,
+    JobRow,
     Store,
     StoredJob,
     StoredOutcome,
@@ -122,12 +125,54 @@ class SQLiteStore(Store):
 
     async def load(self) -> list[StoredJob]:
         def read(db: sqlite3.Connection) -> list[StoredJob]:
-            rows = db.execute(
-                "SELECT handle, function, unique_key, data, priority, when_to_run, reducer, "
-                f"retries, submitted FROM {self.table} ORDER BY seq"
-            )
+            rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM {self.table} ORDER BY seq")
             return [StoredJob(h, f, u, d, p, w, r, n, float(s))
                     for h, f, u, d, p, w, r, n, s in rows]
+
+        return await self._call("load", read)
+
+    # ------------------------------------------------- deep queues (paging)
+
+    pageable = True
+
+    async def load_chunk(self, after: int, limit: int) -> list[JobRow]:
+        def read(db: sqlite3.Connection) -> list[JobRow]:
+            # The rows as they come: ``submitted`` is REAL (a float) by the column's type.
+            rows: list[JobRow] = db.execute(
+                f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE seq > ? "
+                "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+            return rows
+
+        return await self._call("load", read)
+
+    async def load_page(self, function: bytes, priority: int, after: int, limit: int,
+                        start: bytes = b"") -> list[JobRow]:
+        def read(db: sqlite3.Connection) -> list[JobRow]:
+            low = after
+            if start:
+                # The job a caller knows by handle only: begin there (if still stored).
+                row = db.execute(f"SELECT seq FROM {self.table} WHERE handle = ?",
+                                 (start,)).fetchone()
+                if row is not None and row[0] - 1 > low:
+                    low = row[0] - 1
+            rows: list[JobRow] = db.execute(
+                f"SELECT seq, {_JOB_COLUMNS} FROM {self.table} WHERE function = ? "
+                "AND priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (function, priority, low, limit)).fetchall()
+            return rows
+
+        return await self._call("load", read)
+
+    async def load_jobs(self, handles: list[bytes]) -> list[StoredJob]:
+        def read(db: sqlite3.Connection) -> list[StoredJob]:
+            found: list[StoredJob] = []
+            for i in range(0, len(handles), 500):  # bound the bound parameters per query
+                part = handles[i:i + 500]
+                rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM {self.table} WHERE handle "
+                                  f"IN ({', '.join('?' * len(part))})", part)
+                found += [StoredJob(h, f, u, d, p, w, r, n, float(s))
+                          for h, f, u, d, p, w, r, n, s in rows]
+            return found
 
         return await self._call("load", read)
 
@@ -167,15 +212,10 @@ class SQLiteStore(Store):
 
         def write(db: sqlite3.Connection) -> None:
             with _transaction(db):
-                db.executemany(
-                    f"INSERT INTO {t} (handle, function, unique_key, data, priority, "
-                    "when_to_run, reducer, retries, submitted) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
-                      j.retries, j.submitted) for j in batch.adds],
-                )
-                db.executemany(f"DELETE FROM {t} WHERE handle = ?",
-                               [(h,) for h in batch.removes])
+                if batch.adds:
+                    _insert_jobs(db, t, batch.adds)
+                if batch.removes:
+                    _delete_many(db, t, "handle", batch.removes)
                 db.executemany(f"UPDATE {t} SET retries = ? WHERE handle = ?",
                                [(n, h) for h, n in batch.retries.items()])
                 db.executemany(f"UPDATE {t} SET when_to_run = ? WHERE handle = ?",
@@ -244,6 +284,8 @@ class _transaction:
             self.db.execute("ROLLBACK")
 
 
+_JOB_COLUMNS = ("handle, function, unique_key, data, priority, when_to_run, reducer, retries, "
+                "submitted")
 _OUTCOME_COLUMNS = ("handle, function, unique_key, state, result, attempts, submitted, "
                     "started, ended, dead, data, priority, reducer, reasons")
 _SCHEDULE_COLUMNS = "skey, function, unique_key, cron, data, priority, last_fired"
@@ -257,9 +299,9 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
     opening one file cannot both add the column.
     """
     tables = {name.lower() for (name,) in
-              db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+              db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
     wanted = {f"{t}{suffix}".lower()
-              for suffix in ("", "_meta", "_outcomes", "_schedules", "_flows")}
+              for suffix in ("", "_meta", "_outcomes", "_schedules", "_flows", "_page")}
     if wanted <= tables and any(row[1] == "submitted"
                                 for row in db.execute(f"PRAGMA table_info({t})")):
         return
@@ -274,6 +316,9 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
         columns = {row[1] for row in db.execute(f"PRAGMA table_info({t})")}
         if "submitted" not in columns:
             db.execute(f"ALTER TABLE {t} ADD COLUMN submitted REAL NOT NULL DEFAULT 0.0")
+        # A deep queue's pages (load_page) are read by function and priority in seq
+        # order: the index holds the rowid, so a page is one range scan.
+        db.execute(f"CREATE INDEX IF NOT EXISTS {t}_page ON {t} (function, priority)")
         db.execute(f"CREATE TABLE IF NOT EXISTS {t}_meta "
                    "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         db.execute(
@@ -294,17 +339,55 @@ def _create_schema(db: sqlite3.Connection, t: str) -> None:
                    "function BLOB NOT NULL UNIQUE, setting TEXT NOT NULL)")
 
 
+#: Most jobs per INSERT statement. sqlite3 releases the GIL around every step of a
+#: statement, and taking it back while the event loop runs cost a thread switch per
+#: row with one ``executemany`` row per job; one multi-row statement is one step. With
+#: the event loop's per-job futures gone too (GroupCommitter.add_quiet), a 300k-job
+#: queue fill took ~25% less server CPU (docs/benchmarks.md, "Round 6").
+ROWS_PER_INSERT = 1024
+
+
+def _insert_jobs(db: sqlite3.Connection, t: str, adds: list[StoredJob]) -> None:
+    _insert_many(db, f"INSERT INTO {t} (handle, function, unique_key, data, priority, "
+                 "when_to_run, reducer, retries, submitted) VALUES ",
+                 [(j.handle, j.function, j.unique, j.data, j.priority, j.when, j.reducer,
+                   j.retries, j.submitted) for j in adds], 9)
+
+
+def _insert_many(db: sqlite3.Connection, head: str, rows: list[tuple[object, ...]],
+                 width: int) -> None:
+    """``head`` (an INSERT ... VALUES) for ``rows`` of ``width`` values, up to
+    ROWS_PER_INSERT rows per statement."""
+    # SQLite before 3.32 binds at most 999 values per statement.
+    per = max(1, min(ROWS_PER_INSERT,
+                     db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    one = "(" + ", ".join("?" * width) + ")"
+    for i in range(0, len(rows), per):
+        part = rows[i:i + per]
+        db.execute(head + ", ".join([one] * len(part)),
+                   tuple(itertools.chain.from_iterable(part)))
+
+
+def _delete_many(db: sqlite3.Connection, table: str, column: str, keys: list[bytes]) -> None:
+    """Many keys per DELETE, as for inserts (one step, one GIL round trip, each)."""
+    per = min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    for i in range(0, len(keys), per):
+        part = keys[i:i + per]
+        db.execute(f"DELETE FROM {table} WHERE {column} IN ({', '.join('?' * len(part))})",
+                   part)
+
+
 def _write_outcomes(db: sqlite3.Connection, t: str, batch: Batch) -> None:
     # INSERT OR REPLACE deletes the old row and adds a new one with a new seq, so a
     # replaced outcome moves to the end of the insertion order (as in the memory store).
-    db.executemany(
-        f"INSERT OR REPLACE INTO {t}_outcomes ({_OUTCOME_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(o.handle, o.function, o.unique, o.state, o.result, o.attempts, o.submitted,
-          o.started, o.ended, int(o.dead), o.data, o.priority, o.reducer,
-          pack_reasons(o.reasons)) for o in batch.outcomes.values() if o is not None])
-    db.executemany(f"DELETE FROM {t}_outcomes WHERE handle = ?",
-                   [(h,) for h, o in batch.outcomes.items() if o is None])
+    # Many rows per statement, as for jobs: a drain writes one outcome per job.
+    _insert_many(db, f"INSERT OR REPLACE INTO {t}_outcomes ({_OUTCOME_COLUMNS}) VALUES ",
+                 [(o.handle, o.function, o.unique, o.state, o.result, o.attempts,
+                   o.submitted, o.started, o.ended, int(o.dead), o.data, o.priority,
+                   o.reducer, pack_reasons(o.reasons))
+                  for o in batch.outcomes.values() if o is not None], 14)
+    _delete_many(db, f"{t}_outcomes", "handle",
+                 [h for h, o in batch.outcomes.items() if o is None])
 
 
 def _write_schedules(db: sqlite3.Connection, t: str, batch: Batch) -> None:
