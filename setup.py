@@ -23,6 +23,7 @@ COMPILED_MODULES = [
     "src/gearshift/protocol/_admin.py",
     "src/gearshift/broker/_numbers.py",
     "src/gearshift/broker/_listing.py",
+    "src/gearshift/broker/_timing.py",
     "src/gearshift/broker/_model.py",
     "src/gearshift/broker/_jobs.py",
     "src/gearshift/broker/_packets.py",

@@ -19,6 +19,7 @@ HOT_PATH_MODULES = (
     "gearshift.protocol._admin",
     "gearshift.broker._numbers",
     "gearshift.broker._listing",
+    "gearshift.broker._timing",
     "gearshift.broker._model",
     "gearshift.broker._jobs",
     "gearshift.broker._packets",

@@ -3,7 +3,7 @@ each job's wait and run land in the right bucket of its function, by the injecte
 
 from __future__ import annotations
 
-from gearshift.broker._model import TIME_BUCKETS, Histogram
+from gearshift.broker._timing import TIME_BUCKETS, Histogram
 
 from ._harness import Clock, P, grab_handle, make_broker, submit, take, worker
 

@@ -37,7 +37,6 @@ from gearshift.broker._model import (
     Function,
     Job,
     Peer,
-    time_run,
 )
 from gearshift.broker._numbers import atoi as _atoi
 from gearshift.broker._outcomes import EXCEPTION, FAILED
@@ -50,6 +49,7 @@ from gearshift.broker._packets import (
     packet,
 )
 from gearshift.broker._schedules import cron_from_gearman, validate_cron
+from gearshift.broker._timing import time_run
 from gearshift.broker._workers import WorkerDispatch
 from gearshift.protocol._spec import ARITY, MAX_UNIQUE_SIZE, ErrorCode, PacketType
 

@@ -34,7 +34,6 @@ from gearshift.broker._model import (
     Ack,
     Job,
     Peer,
-    time_run,
 )
 from gearshift.broker._outcomes import (
     CANCELLED,
@@ -46,6 +45,7 @@ from gearshift.broker._outcomes import (
 )
 from gearshift.broker._packets import created_packet, error_packet, packet
 from gearshift.broker._schedules import Schedule
+from gearshift.broker._timing import time_run
 from gearshift.protocol._spec import ErrorCode, PacketType
 
 P = PacketType

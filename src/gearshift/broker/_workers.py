@@ -13,7 +13,7 @@ import heapq
 from typing import Final
 
 from gearshift.broker._deep import DeepQueues
-from gearshift.broker._model import HIGH, LOW, QUEUED, RUNNING, Function, Job, Peer, time_wait
+from gearshift.broker._model import HIGH, LOW, QUEUED, RUNNING, Function, Job, Peer
 from gearshift.broker._numbers import atoi as _atoi
 from gearshift.broker._packets import (
     JOB_ASSIGN_HEAD,
@@ -23,6 +23,7 @@ from gearshift.broker._packets import (
     error_packet,
     packet,
 )
+from gearshift.broker._timing import time_wait
 from gearshift.protocol._spec import ErrorCode, PacketType
 
 P = PacketType

@@ -34,7 +34,8 @@ from prometheus_client.utils import floatToGoString
 
 from gearshift._build import build_name
 from gearshift._version import __version__
-from gearshift.broker._model import PRIORITY_NAMES, TIME_BUCKETS, Histogram
+from gearshift.broker._model import PRIORITY_NAMES
+from gearshift.broker._timing import TIME_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from gearshift.server._server import Server
