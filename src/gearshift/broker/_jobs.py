@@ -142,18 +142,14 @@ class JobTable:
 
     def get(self, handle: bytes) -> Job | None:
         """The live job with this handle, or None."""
-        prefix = self.prefix
-        if handle.startswith(prefix):
-            digits = handle[len(prefix):]
-            n = len(digits)
-            # Only the canonical spelling: "H:x:007" or "H:x:+7" is not job 7's handle.
-            if 0 < n <= _MAX_DIGITS and digits.isdigit() and (digits[0] != 48 or n == 1):
-                seq = int(digits)
-                page = self._pages.get(seq >> PAGE_BITS)
-                if page is not None:
-                    job = page.slots[seq & _PAGE_MASK]
-                    if job is not None:
-                        return job
+        # Only the canonical spelling: "H:x:007" or "H:x:+7" is not job 7's handle.
+        seq = self.own_number(handle)
+        if seq >= 0:
+            page = self._pages.get(seq >> PAGE_BITS)
+            if page is not None:
+                job = page.slots[seq & _PAGE_MASK]
+                if job is not None:
+                    return job
         if self._foreign:
             return self._foreign.get(handle)
         return None
