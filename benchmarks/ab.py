@@ -1,6 +1,6 @@
 """Interleaved A/B of two gearshift builds under gload: is a change free on the hot path?
 
-    python benchmarks/ab.py --base HEAD~1 [--head WORKTREE|REV] [--only sync,bg,coalesce]
+    python benchmarks/ab.py --base HEAD~1 [--head WORKTREE|REV|SITE] [--only sync,bg,coalesce]
                             [--rounds 6] [--scale 1.0] [--head-args '--keep-results 0']
 
 Each side is built the way users get it (``pip install --target``, so the hot path is
@@ -41,7 +41,14 @@ WORKLOADS = {
 
 
 def build(rev: str | None, into: Path) -> Path:
-    """Install gearshift at ``rev`` (None: the working tree) into ``into``; returns it."""
+    """Install gearshift at ``rev`` (None: the working tree) into ``into``; returns it.
+
+    A ``rev`` that names a directory holding an installed ``gearshift`` package (an
+    earlier ``pip install --target``) is used as it is: repeated A/B runs of one change
+    then skip the two mypyc builds (~2 minutes each here).
+    """
+    if rev is not None and (Path(rev) / "gearshift" / "__init__.py").is_file():
+        return Path(rev).resolve()
     source = ROOT
     if rev is not None:
         source = into.with_name(into.name + "-src")
@@ -58,9 +65,10 @@ def build(rev: str | None, into: Path) -> Path:
     return into
 
 
-def measure(site: Path, args: list[str], step: Gload, tools: dict[str, Path]) -> tuple[float,
-                                                                                     float]:
-    """One fresh server from ``site``: (jobs/s, server user CPU microseconds per job)."""
+def measure(site: Path, args: list[str], step: Gload,
+            tools: dict[str, Path]) -> tuple[float, float, float]:
+    """One fresh server from ``site``: (jobs/s, server user CPU microseconds per job,
+    p50 round trip in microseconds; 0 for background jobs)."""
     server = GearshiftServer(store="memory", extra_args=args, env={"PYTHONPATH": str(site)},
                              startup_timeout=60)
     server.start()
@@ -71,12 +79,14 @@ def measure(site: Path, args: list[str], step: Gload, tools: dict[str, Path]) ->
         user1, _ = cpu_seconds(server.proc.pid)
     finally:
         server.stop()
-    return result.jobs_per_s, (user1 - user0) / max(result.jobs, 1) * 1e6
+    return (result.jobs_per_s, (user1 - user0) / max(result.jobs, 1) * 1e6,
+            float(result.p50_us or 0))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="git revision of the A side")
+    parser.add_argument("--base", required=True, help="git revision of the A side, or "
+                        "a directory with an installed build")
     parser.add_argument("--head", default=None, help="git revision of the B side "
                         "(default: the working tree)")
     parser.add_argument("--only", default="sync,bg,coalesce", help="comma-separated: "
@@ -96,7 +106,7 @@ def main() -> int:
             "A": (build(opts.base, Path(tmp) / "a"), shlex.split(opts.base_args)),
             "B": (build(opts.head, Path(tmp) / "b"), shlex.split(opts.head_args)),
         }
-        samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        samples: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         for round_no in range(opts.rounds):
             order = ("A", "B") if round_no % 2 == 0 else ("B", "A")
             for name in names:
@@ -106,19 +116,22 @@ def main() -> int:
                     sample = measure(site, args, step, tools)
                     samples.setdefault((name, side), []).append(sample)
                     print(f"round {round_no + 1} {name:9} {side}: {sample[0]:9.0f} jobs/s "
-                          f"{sample[1]:6.2f} us user/job", flush=True)
+                          f"{sample[1]:6.2f} us user/job  p50 {sample[2]:7.0f} us", flush=True)
     print(f"\nA = {opts.base} {opts.base_args}".rstrip())
     print(f"B = {opts.head or 'working tree'} {opts.head_args}".rstrip())
     print(f"{'workload':10} {'A jobs/s':>10} {'B jobs/s':>10} {'B/A':>6}   "
-          f"{'A us/job':>9} {'B us/job':>9} {'B/A':>6}")
+          f"{'A us/job':>9} {'B us/job':>9} {'B/A':>6}   {'A p50':>7} {'B p50':>7} {'B/A':>6}")
     for name in names:
         a, b = samples[(name, "A")], samples[(name, "B")]
         ra = statistics.median(s[0] for s in a)
         rb = statistics.median(s[0] for s in b)
         ca = statistics.median(s[1] for s in a)
         cb = statistics.median(s[1] for s in b)
+        pa = statistics.median(s[2] for s in a)
+        pb = statistics.median(s[2] for s in b)
+        p50 = f"   {pa:7.0f} {pb:7.0f} {pb / pa:6.3f}" if pa else ""
         print(f"{name:10} {ra:10.0f} {rb:10.0f} {rb / ra:6.3f}   {ca:9.2f} {cb:9.2f} "
-              f"{cb / ca:6.3f}")
+              f"{cb / ca:6.3f}{p50}")
     return 0
 
 

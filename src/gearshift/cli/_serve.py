@@ -27,6 +27,7 @@ from gearshift.cli._gearmand_options import (
 from gearshift.cli._settings import add_config_options, render, resolve
 from gearshift.cli._tls_options import add_serve_tls_options, tls_config_from_args
 from gearshift.server._config import (
+    DEFAULT_BUSY_POLL,
     DEFAULT_LEASE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PACKET_TIMEOUT,
@@ -142,6 +143,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="seconds running jobs get to finish on SIGTERM/SIGINT")
     p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
                    help="event loop (auto: uvloop when installed)")
+    p.add_argument("--busy-poll", type=_arg(parse_duration), metavar="DURATION",
+                   default=DEFAULT_BUSY_POLL,
+                   help="after each read, keep polling the sockets without sleeping for "
+                        "this long: a job's next packet is seen at once instead of after "
+                        "the CPU wakes up (depth-1 round trips ~2x faster here), for one "
+                        "core kept busy while jobs keep coming; 0 = sleep at once "
+                        "(default 200us)")
     outcomes = p.add_argument_group("job outcomes, retries and dead letters")
     outcomes.add_argument("--keep-results", type=_arg(parse_duration), default=3600.0,
                           metavar="DURATION",
@@ -336,6 +344,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_shutdown=args.allow_shutdown,
         shutdown_timeout=args.shutdown_timeout,
         loop=args.loop,
+        busy_poll=args.busy_poll,
         keep_results=args.keep_results,
         results_max_bytes=args.results_max,
         dead_max_bytes=args.dead_letters_max,

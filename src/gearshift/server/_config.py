@@ -42,6 +42,12 @@ MAX_LEASE: Final = 3600.0
 #: Seconds SIGTERM waits for running jobs before closing every connection anyway.
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
 
+#: Seconds the event loop keeps polling without sleeping after a read (--busy-poll):
+#: longer than the gaps between the packets of one job at depth 1 here (~20-60 us), so
+#: a stream of jobs never lets the CPU halt, and short enough that a lone job costs
+#: the server no more CPU than its own handling (see Pump._spin, docs/benchmarks.md).
+DEFAULT_BUSY_POLL: Final = 0.0002
+
 
 def default_data_dir() -> str:
     """Where the embedded SQLite queue lives unless --data-dir says otherwise.
@@ -99,6 +105,8 @@ class ServerConfig:
         http_listen: addresses of the HTTP listener; empty = the same as ``listen``.
         http_protocol: gearmand's HTTP protocol (``-r http``) is on: ``POST /FUNCTION``
             (and GET, PUT, HEAD) on any path gearshift does not use itself submits a job.
+        busy_poll: seconds the event loop keeps polling without sleeping after a read
+            (0 = sleep at once); see ``Pump._spin``.
         packet_timeout: seconds a started packet has to arrive in full (0 = no limit).
         partial_packets_max: bytes all connections together may hold in partly received
             packets (0 = no limit).
@@ -136,6 +144,7 @@ class ServerConfig:
     allow_shutdown: bool = False
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     loop: str = "auto"
+    busy_poll: float = DEFAULT_BUSY_POLL
     keep_results: float = 3600.0
     results_max_bytes: int = 64 << 20
     dead_max_bytes: int = 64 << 20

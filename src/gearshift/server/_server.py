@@ -69,7 +69,7 @@ class Server:
         #: the per-read and per-iteration work (compiled): connections, flushing, timers
         self.pump = Pump(self.broker, config.max_packet_size, self.tune_socket,
                          self._shutdown_requested, config.max_connections,
-                         config.partial_packets_max)
+                         config.partial_packets_max, config.busy_poll)
         if config.acl is not None:
             self.pump.identify = _identifier(config.acl)
         #: --packet-timeout's sweep (None: no deadline)

@@ -36,6 +36,65 @@ log: Final = logging.getLogger("gearshift.server")
 #: b, docs/benchmarks.md); a body under this size still arrives in one iteration.
 BIG_BODY_STEP: Final = 1 << 20
 
+#: Loop iterations (batch mode) or probes (inline mode) over which FlushMode averages the
+#: reads acted on per iteration before it decides again.
+WINDOW_ITERATIONS: Final = 64
+WINDOW_PROBES: Final = 8
+
+#: While replies are written from the read's own callback, one read in this many checks
+#: (a ``call_soon`` probe) how many reads follow it in the same loop iteration.
+PROBE_EVERY: Final = 8
+
+
+class FlushMode:
+    """Whether replies are written at the end of each read or once per loop iteration.
+
+    Under load several sockets are readable in one loop iteration and their replies to
+    one peer (a client's WORK_COMPLETEs from several workers) must leave in one write,
+    so the flush waits for the end of the iteration. With about one read per iteration
+    -- a web request waiting on its one job -- there is nothing to gather, and the
+    ``call_soon``, the idle callback with its GIL round trip and the second entry into
+    compiled code cost ~7,400 of ~44,200 instructions per depth-1 round trip
+    (callgrind, 2026-12-08). Flushing at every read unconditionally cost sync 8x16 30%
+    and coalesce 20% (benchmarks/ab.py), so the mode follows the traffic:
+
+    * batch -> inline when the last WINDOW_ITERATIONS iterations averaged under 1.5
+      reads (depth 1 averages ~1.3: a client's next SUBMIT_JOB often shares an
+      iteration with the worker's PRE_SLEEP);
+    * inline -> batch when WINDOW_PROBES probes saw 2 or more reads on average from the
+      probing read to the end of its iteration: about 3 reads per iteration, as the
+      probing read falls anywhere in it (sync 8x16 averages ~4.5).
+
+    No I/O and no clock: :class:`Pump` feeds it counts.
+    """
+
+    def __init__(self) -> None:
+        self.inline = False
+        self._iterations = 0  # batch: iterations in this window
+        self._reads = 0  # batch: their reads
+        self._probes = 0  # inline: probes in this window
+        self._probed = 0  # inline: reads they saw
+
+    def iteration(self, reads: int) -> None:
+        """Batch mode: a flush ended an iteration that acted on ``reads`` (>= 1) reads."""
+        self._iterations += 1
+        self._reads += reads
+        if self._iterations >= WINDOW_ITERATIONS:
+            if self._reads * 2 < self._iterations * 3:
+                self.inline = True
+            self._iterations = self._reads = 0
+
+    def probe(self, reads: int) -> None:
+        """Inline mode: a probe saw ``reads`` (>= 1) reads from the probing one to the
+        end of its iteration."""
+        self._probes += 1
+        self._probed += reads
+        if self._probes >= WINDOW_PROBES:
+            if self._probed >= 2 * self._probes:
+                self.inline = False
+            self._probes = self._probed = 0
+
+
 class Pump:
     """Moves the broker's output to the sockets and its timers onto the event loop.
 
@@ -55,13 +114,20 @@ class Pump:
             (0 = no limit); see :meth:`refuse`.
         partial_packets_max: bytes all connections together may hold in partly
             received packets (0 = no limit); see :class:`PartialBudget`.
+        busy_poll: seconds the event loop keeps polling without sleeping after the
+            last read (``--busy-poll``; 0 = sleep at once); see :meth:`_spin`.
     """
 
     def __init__(self, broker: Broker, max_packet_size: int,
                  tune_socket: Callable[[Any], None],
                  on_shutdown: Callable[[str], None], max_connections: int = 0,
-                 partial_packets_max: int = 0) -> None:
+                 partial_packets_max: int = 0, busy_poll: float = 0.0) -> None:
         self.broker = broker
+        self.busy_poll = busy_poll
+        self.read_since_tick = False  # a read since the last flush callback (busy_poll)
+        self._spin_until = 0.0  # monotonic end of the current busy poll; 0: none yet
+        #: the clock of the busy poll (tests replace it)
+        self.monotonic: Callable[[], float] = time.monotonic
         #: shared by every connection's reader (None: no budget)
         self.budget: PartialBudget | None = (
             PartialBudget(partial_packets_max) if partial_packets_max > 0 else None)
@@ -79,6 +145,12 @@ class Pump:
         self.loop: Any = None
         self.closing = False
         self._flush_scheduled = False
+        #: where replies are written from (read_done)
+        self.mode = FlushMode()
+        self.reads = 0  # reads since the last flush, or (inline) since the probing read
+        self._until_probe = PROBE_EVERY
+        self._probe_scheduled = False
+        self._probe_callback: Callable[[], None] = self._probe
         self._timer: Any = None
         self._timer_at = -1.0  # deadline of the armed timer; < 0: none armed
         # Bound once: call_soon takes it every iteration.
@@ -114,7 +186,7 @@ class Pump:
         its NOOP arrives, while a client has jobs in flight and does not wait on one
         reply. Each loopback write runs the receiver's TCP work and wake-up inside the
         system call, so the order of the writes is the order in which the peers can act.
-        A worker's JOB_ASSIGN does not even wait for this flush (``data_received``).
+        A worker's JOB_ASSIGN does not even wait for this flush (``read_done``).
         A NO_JOB is not urgent: at depth 1 it would otherwise delay the client's
         WORK_COMPLETE, which the next submission waits on. Measured 2026-12-01 (gload,
         interleaved, medians; docs/architecture.md): sync 37.1k -> 40.8k jobs/s and
@@ -144,6 +216,41 @@ class Pump:
         if link is not None:
             link.write(data)
 
+    def read_done(self, link: GearmanConnection, peer: Peer) -> None:
+        """A read was acted on: get its replies written, at the end of this loop
+        iteration or now (:class:`FlushMode`)."""
+        self.reads += 1
+        self.read_since_tick = True
+        if not self.mode.inline:
+            if peer.urgent and peer.gates is None:
+                # A worker's JOB_ASSIGN (or the NOOP answering its PRE_SLEEP) leaves now
+                # rather than at the flush: the worker waits on it (see flush), and
+                # nothing else is added for a worker that was just given a job. Its
+                # NO_JOB waits for the flush like any other reply: a worker told there
+                # is nothing is not on anyone's critical path, and a client's reply is.
+                link.write(peer.take_output())
+            self.after_batch()
+            return
+        self._flush_now()
+        if self.busy_poll > 0.0 and not self._flush_scheduled:
+            self.after_batch()  # the busy poll's ticks (_spin)
+        self._until_probe -= 1
+        if self._until_probe <= 0 and not self._probe_scheduled:
+            self._until_probe = PROBE_EVERY
+            self._probe_scheduled = True
+            self.reads = 1  # this one and those after it, in this iteration
+            loop = self.loop
+            if loop is None:
+                loop = self.loop = asyncio.get_running_loop()
+            loop.call_soon(self._probe_callback)
+
+    def _probe(self) -> None:
+        """First thing in the iteration after the probing read's: how many reads it had
+        from the probing one on."""
+        self._probe_scheduled = False
+        self.mode.probe(self.reads)
+        self.reads = 0
+
     def after_batch(self) -> None:
         """The broker changed (a read, a store completion, a timer): schedule the flush,
         which runs after this iteration's I/O callbacks, before the loop waits again."""
@@ -156,6 +263,39 @@ class Pump:
 
     def _flush_and_check(self) -> None:
         self._flush_scheduled = False
+        reads = self.reads
+        if reads and not self.mode.inline:
+            self.reads = 0
+            self.mode.iteration(reads)
+        self._flush_now()
+        if self.busy_poll > 0.0 and not self.closing:
+            self._spin()
+
+    def _spin(self) -> None:
+        """Busy polling: run the flush callback again next iteration, so the loop polls
+        without sleeping, until ``busy_poll`` seconds pass without a read.
+
+        A round trip at depth 1 is mostly this VM putting processes to sleep and waking
+        them (a halted virtual CPU woken by an interrupt): with the server's CPU kept
+        busy between the hops of a job, gload depth 1 went from 5.6k to 12.2k jobs/s and
+        p50 178 -> 75 us (gearmand 6.1k, 166 us), for one core kept busy while a stream
+        of jobs lasts and nothing once it stops (docs/benchmarks.md). The clock is read
+        only in ticks with no read, when the loop has nothing else to do.
+        """
+        if self.read_since_tick:
+            self.read_since_tick = False
+            self._spin_until = 0.0
+        else:
+            now = self.monotonic()
+            if self._spin_until == 0.0:
+                self._spin_until = now + self.busy_poll
+            elif now >= self._spin_until:
+                self._spin_until = 0.0
+                return
+        self.after_batch()
+
+    def _flush_now(self) -> None:
+        """Write all pending output, arm the timer, act on hang-ups, stalls, shutdown."""
         self.flush()
         broker = self.broker
         # The job-timer heap and wake_at (schedule slots, kept outcomes' expiry, which
@@ -290,14 +430,7 @@ class GearmanConnection:
             self.broker.handle_packets(peer, packets)
         else:  # a huge read: the rest in later iterations, other peers between
             self.broker.handle_first(peer, packets)
-        if peer.urgent and peer.gates is None:
-            # A worker's JOB_ASSIGN (or the NOOP answering its PRE_SLEEP) leaves now
-            # rather than at the flush: the worker waits on it (see Pump.flush), and
-            # nothing else is added for a worker that was just given a job. Its NO_JOB
-            # waits for the flush like any other reply: a worker told there is nothing
-            # is not on anyone's critical path, and a client's reply is.
-            self.write(peer.take_output())
-        self.pump.after_batch()
+        self.pump.read_done(self, peer)
 
     def _reject(self, peer: Peer, error: ProtocolError) -> None:
         """Unframeable input: act on the packets before it, answer ERROR, close."""
