@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help="comma-separated workload names")
     p.add_argument("--servers", default=",".join(SERVERS),
                    help=f"comma-separated subset of {','.join(SERVERS)}")
+    p.add_argument("--gearshift-args", default="",
+                   help="extra `gearshift serve` options for every gearshift server, "
+                        "e.g. '--busy-poll 0' (recorded with the results)")
     p.add_argument("--json", type=Path, help="write raw samples and medians here")
     p.add_argument("--write-docs", action="store_true",
                    help=f"rewrite the table in {DOC.relative_to(ROOT)} and the chart")
@@ -70,13 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{w.name:18} {w.title}")
         return 0
     try:
-        rows, samples = run_matrix(workloads, args.repeats, args.servers)
+        rows, samples = run_matrix(workloads, args.repeats, args.servers,
+                                   gearshift_args=shlex.split(args.gearshift_args))
     except LoadError as exc:
         print(f"run.py: {exc}", file=sys.stderr)
         return 2
     print(text_table(rows))
     data = to_json(rows, samples)
-    data["machine"] = machine()
+    data["machine"] = machine(args.gearshift_args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1))
@@ -84,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from chart import draw
 
         options = " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
-        write_docs(DOC, results_section(rows, machine(), options))
+        write_docs(DOC, results_section(rows, machine(args.gearshift_args), options))
         draw(data["rows"], CHART)  # type: ignore[arg-type]
         print(f"wrote {DOC} and {CHART}", file=sys.stderr)
     completed = all(side.runs for r in rows for side in r.sides.values())

@@ -118,8 +118,8 @@ def _cmd(argv: list[str]) -> str:
         return "?"
 
 
-def machine() -> dict[str, str]:
-    """Where and when the numbers were taken."""
+def machine(gearshift_args: str = "") -> dict[str, str]:
+    """Where and when the numbers were taken, and with which build and flags."""
     cpu = "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -141,6 +141,7 @@ def machine() -> dict[str, str]:
                                   "rev-parse", "--short", "HEAD"]),
         # The servers run `python -m gearshift`: the installed build (see README).
         "gearshift build": _cmd([sys.executable, "-m", "gearshift", "--version"]),
+        "gearshift flags": gearshift_args or "defaults (besides each row's own)",
     }
 
 

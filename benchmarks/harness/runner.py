@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,8 +131,10 @@ def make_row(workload: Workload, samples: list[Sample], servers: Iterable[str]) 
 
 
 def measure(server: str, workload: Workload, service: StoreService, repeat: int,
-            tools: dict[str, Path]) -> Sample:
-    """Start ``server`` fresh, run the prepare steps, time the measured step, stop it."""
+            tools: dict[str, Path], gearshift_args: Sequence[str] = ()) -> Sample:
+    """Start ``server`` fresh, run the prepare steps, time the measured step, stop it.
+
+    ``gearshift_args`` go to every gearshift server after the workload's own options."""
     sample = Sample(server, workload.name, repeat)
     limit = workload.gearmand_max_jobs
     if server == "gearmand" and limit is not None and workload.measure.jobs > limit:
@@ -141,7 +143,8 @@ def measure(server: str, workload: Workload, service: StoreService, repeat: int,
                           f"--scale to compare at {limit:,} or fewer)")
         return sample
     try:
-        extra = list(workload.serve_args) if server == "gearshift" else None
+        extra = ([*workload.serve_args, *gearshift_args] if server == "gearshift"
+                 else None)
         proc = make_server(server, service.fresh(), extra)
     except ServerUnavailable as exc:
         sample.skipped = str(exc)
@@ -179,7 +182,7 @@ def measure(server: str, workload: Workload, service: StoreService, repeat: int,
 
 def run_matrix(workloads: list[Workload], repeats: int, servers: tuple[str, ...] = SERVERS,
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
-               ) -> tuple[list[Row], list[Sample]]:
+               gearshift_args: Sequence[str] = ()) -> tuple[list[Row], list[Sample]]:
     """Measure every workload on every server ``repeats`` times; return rows and samples."""
     tools = build_tools()
     services: dict[str, StoreService] = {}
@@ -203,7 +206,8 @@ def run_matrix(workloads: list[Workload], repeats: int, servers: tuple[str, ...]
             for rep in range(n):
                 order = servers if rep % 2 == 0 else tuple(reversed(servers))
                 for server in order:
-                    s = measure(server, workload, services[workload.store], rep, tools)
+                    s = measure(server, workload, services[workload.store], rep, tools,
+                                gearshift_args)
                     log(_describe(s))
                     mine.append(s)
             samples += mine
