@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -15,6 +16,20 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
+
+#: Server processes started by this process and not stopped yet: killed when it exits, so
+#: a test that forgot to stop its server (or failed before it could) leaves no server
+#: running after the test run (orphans bound to loopback ports were found after CI runs).
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _RUNNING.clear()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -133,6 +148,7 @@ class ServerProcess:
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                 stdin=subprocess.DEVNULL,
             )
+        _RUNNING.add(self.proc)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -173,6 +189,8 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc is not None:
+            _RUNNING.discard(self.proc)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
@@ -185,6 +203,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _RUNNING.discard(self.proc)
         return self.proc.returncode
 
     def restart(self) -> Self:
